@@ -1,0 +1,76 @@
+"""nox sessions: tests per backend, the shared parity matrix, lint, typecheck, docs, bench.
+
+Every session installs with pip against ``constraints.txt`` (the tested versions;
+``torch==2.13.0`` is the CPU build).
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "virtualenv"
+nox.options.sessions = ["tests", "parity", "lint", "typecheck", "docs"]
+nox.options.error_on_missing_interpreters = True
+
+CONSTRAINTS = ("-c", "constraints.txt")
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+# backend name -> (extras to install, POLYLOSS_BACKENDS, KERAS_BACKEND)
+BACKENDS: dict[str, tuple[str, str, str | None]] = {
+    "core": ("", "core", None),
+    "torch": ("torch", "core,torch", None),
+    "tf": ("tf", "core,keras", "tensorflow"),
+    "jax": ("jax", "core,jax", None),
+    "keras-jax": ("tf,jax", "core,keras", "jax"),
+    "keras-torch": ("tf,torch", "core,keras", "torch"),
+}
+
+
+def _install(session: nox.Session, extras: str, *groups: str) -> None:
+    target = f".[{extras}]" if extras else "."
+    requirements: list[str] = []
+    for group in groups:
+        requirements += nox.project.dependency_groups(PYPROJECT, group)
+    session.install(*CONSTRAINTS, target, *requirements)
+
+
+@nox.session
+@nox.parametrize("backend", list(BACKENDS))
+def tests(session: nox.Session, backend: str) -> None:
+    """The test suite restricted to one backend (core tests always run)."""
+    extras, selected, keras_backend = BACKENDS[backend]
+    _install(session, extras, "test")
+    env = {"POLYLOSS_BACKENDS": selected}
+    if keras_backend:
+        env["KERAS_BACKEND"] = keras_backend
+    session.run("pytest", *session.posargs, env=env)
+
+
+@nox.session
+def parity(session: nox.Session) -> None:
+    """The shared parity matrix with every backend in one environment."""
+    _install(session, "all", "test")
+    env = {"POLYLOSS_BACKENDS": "all", "KERAS_BACKEND": "tensorflow"}
+    session.run("pytest", "tests/parity", *session.posargs, env=env)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install(*CONSTRAINTS, *nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy on src with every framework installed."""
+    _install(session, "all", "typecheck")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """mkdocs build --strict (API pages come from the docstrings)."""
+    _install(session, "", "docs")
+    session.run("mkdocs", "build", "--strict", "--site-dir", session.create_tmp() + "/site")

@@ -1,0 +1,28 @@
+"""polyloss_core: the framework-agnostic definition of the PolyLoss family.
+
+NumPy only; no deep-learning framework is imported here. :class:`PolySpec`
+holds the coefficients, :mod:`polyloss_core.series` evaluates the polynomial
+with plain arithmetic for every adapter, and :mod:`polyloss_core.reference` is
+the float64 oracle the adapters are tested against.
+
+Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
+Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
+"""
+
+from . import reference, series
+from .series import focal_factor, horner, poly_loss_from_log_prob, polynomial_term
+from .spec import FAMILIES, Family, PolySpec, check_family
+
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "PolySpec",
+    "check_family",
+    "focal_factor",
+    "horner",
+    "poly_loss_from_log_prob",
+    "polynomial_term",
+    "reference",
+    "series",
+]
+__version__ = "0.1.0"

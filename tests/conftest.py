@@ -1,0 +1,36 @@
+"""Backend selection for the whole suite.
+
+``POLYLOSS_BACKENDS`` (comma list or ``all``; default: every installed backend)
+decides which backends the parity matrix runs and which framework folders
+(``tests/torch``, ``tests/keras``, ``tests/jax``) are collected. ``tests/core``
+always runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.backends import Backend, load, selected_backends
+
+SELECTED = selected_backends()
+_FRAMEWORK_DIRS = {Backend.TORCH: "torch", Backend.KERAS: "keras", Backend.JAX: "jax"}
+_HERE = Path(__file__).parent
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    for backend, folder in _FRAMEWORK_DIRS.items():
+        if backend not in SELECTED and collection_path.is_relative_to(_HERE / folder):
+            return True
+    return None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return "polyloss backends: " + ", ".join(b.value for b in SELECTED)
+
+
+@pytest.fixture(params=SELECTED, ids=lambda b: b.value)
+def backend(request: pytest.FixtureRequest):
+    """Each selected backend's adapter object, in turn."""
+    return load(request.param)
