@@ -15,14 +15,14 @@ nox.options.error_on_missing_interpreters = True
 CONSTRAINTS = ("-c", "constraints.txt")
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
-# backend name -> (extras to install, POLYLOSS_BACKENDS, KERAS_BACKEND)
-BACKENDS: dict[str, tuple[str, str, str | None]] = {
-    "core": ("", "core", None),
-    "torch": ("torch", "core,torch", None),
-    "tf": ("tf", "core,keras", "tensorflow"),
-    "jax": ("jax", "core,jax", None),
-    "keras-jax": ("tf,jax", "core,keras", "jax"),
-    "keras-torch": ("tf,torch", "core,keras", "torch"),
+# backend name -> (extras to install, POLYLOSS_BACKENDS, KERAS_BACKEND, package whose doctests run)
+BACKENDS: dict[str, tuple[str, str, str | None, str]] = {
+    "core": ("", "core", None, "polyloss_core"),
+    "torch": ("torch", "core,torch", None, "polyloss_torch"),
+    "tf": ("tf", "core,keras", "tensorflow", "polyloss_tf"),
+    "jax": ("jax", "core,jax", None, "polyloss_jax"),
+    "keras-jax": ("tf,jax", "core,keras", "jax", "polyloss_tf"),
+    "keras-torch": ("tf,torch", "core,keras", "torch", "polyloss_tf"),
 }
 
 
@@ -35,23 +35,24 @@ def _install(session: nox.Session, extras: str, *groups: str) -> None:
 
 
 @nox.session
-@nox.parametrize("backend", list(BACKENDS))
+@nox.parametrize("backend", list(BACKENDS), ids=list(BACKENDS))
 def tests(session: nox.Session, backend: str) -> None:
-    """The test suite restricted to one backend (core tests always run)."""
-    extras, selected, keras_backend = BACKENDS[backend]
+    """The test suite restricted to one backend (core tests always run), then its docstring examples."""
+    extras, selected, keras_backend, package = BACKENDS[backend]
     _install(session, extras, "test")
     env = {"POLYLOSS_BACKENDS": selected}
     if keras_backend:
         env["KERAS_BACKEND"] = keras_backend
     session.run("pytest", *session.posargs, env=env)
+    session.run("pytest", "--doctest-modules", f"src/{package}", env=env)
 
 
 @nox.session
 def parity(session: nox.Session) -> None:
-    """The shared parity matrix with every backend in one environment."""
+    """The shared parity matrix with every backend in one environment, and the CLI's cross-framework run."""
     _install(session, "all", "test")
     env = {"POLYLOSS_BACKENDS": "all", "KERAS_BACKEND": "tensorflow"}
-    session.run("pytest", "tests/parity", *session.posargs, env=env)
+    session.run("pytest", "tests/parity", "tests/cli", *session.posargs, env=env)
 
 
 @nox.session

@@ -58,8 +58,7 @@ def polynomial_term(one_minus_p: Any, spec: PolySpec) -> Any:
     if not any(spec.epsilons):
         return 0.0
     series = horner(one_minus_p, spec.epsilons)
-    factor = focal_factor(one_minus_p, spec.gamma)
-    return series if isinstance(factor, float) else series * factor
+    return series if spec.gamma == 0 else series * focal_factor(one_minus_p, spec.gamma)
 
 
 def poly_loss_from_log_prob(log_p: Any, one_minus_p: Any, spec: PolySpec) -> Any:
@@ -74,7 +73,5 @@ def poly_loss_from_log_prob(log_p: Any, one_minus_p: Any, spec: PolySpec) -> Any
         >>> round(poly_loss_from_log_prob(math.log(0.5), 0.5, PolySpec.poly1(1.0)), 6)
         1.193147
     """
-    factor = focal_factor(one_minus_p, spec.gamma)
-    base = -log_p if isinstance(factor, float) else -(factor * log_p)
-    extra = polynomial_term(one_minus_p, spec)
-    return base if isinstance(extra, float) and extra == 0.0 else base + extra
+    base = -log_p if spec.gamma == 0 else -(focal_factor(one_minus_p, spec.gamma) * log_p)
+    return base + polynomial_term(one_minus_p, spec) if any(spec.epsilons) else base
