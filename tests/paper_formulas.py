@@ -20,10 +20,7 @@ def softmax_loss(logits, labels, spec: PolySpec, axis: int = -1) -> np.ndarray:
     z = np.moveaxis(np.asarray(logits), axis, -1)
     labels = np.asarray(labels)
     classes = z.shape[-1]
-    if np.issubdtype(labels.dtype, np.integer):
-        q = np.eye(classes)[labels]
-    else:
-        q = np.moveaxis(labels, axis, -1)
+    q = np.eye(classes)[labels] if np.issubdtype(labels.dtype, np.integer) else np.moveaxis(labels, axis, -1)
     s = spec.label_smoothing
     q = (1 - s) * q + s / classes
     w = 1.0 if spec.alpha is None else np.asarray(spec.alpha)

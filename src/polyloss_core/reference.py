@@ -78,7 +78,10 @@ def _softmax_targets(labels: Any, logits: np.ndarray, axis: int, smoothing: floa
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
             bad = labels[(labels < 0) | (labels >= num_classes)].ravel()[0]
             raise ValueError(f"labels must be in [0, {num_classes}), got {int(bad)}")
-        q = (np.expand_dims(labels, axis) == np.arange(num_classes).reshape([-1 if d == axis else 1 for d in range(logits.ndim)])).astype(np.float64)
+        q = (
+            np.expand_dims(labels, axis)
+            == np.arange(num_classes).reshape([-1 if d == axis else 1 for d in range(logits.ndim)])
+        ).astype(np.float64)
     elif np.issubdtype(labels.dtype, np.floating):
         if labels.shape != logits.shape:
             raise ValueError(f"probability labels must have the logits' shape {logits.shape}, got {labels.shape}")
@@ -170,7 +173,9 @@ def softmax_poly_loss(logits: Any, labels: Any, spec: PolySpec, *, axis: int = -
     return np.asarray(np.sum(w * q * per_class, axis=ax))
 
 
-def softmax_poly_loss_grad(logits: Any, labels: Any, spec: PolySpec, *, axis: int = -1, weight: Any = None) -> np.ndarray:
+def softmax_poly_loss_grad(
+    logits: Any, labels: Any, spec: PolySpec, *, axis: int = -1, weight: Any = None
+) -> np.ndarray:
     """Gradient of ``softmax_poly_loss(...).sum()`` with respect to ``logits``.
 
     With ``a_c = w_c q'_c p_c dl/dp(p_c)``: ``d loss / d z_k = a_k - p_k sum_c a_c``.
@@ -214,7 +219,8 @@ def _sigmoid_parts(logits: Any, targets: Any, spec: PolySpec, axis: int) -> tupl
     bce = -(t * log_p + (1.0 - t) * log_1mp)
     # 1 - p_t = t (1 - p) + (1 - t) p: a sum of non-negative terms, no cancellation.
     x = t * one_minus_p + (1.0 - t) * p
-    alpha_t = 1.0 if spec.alpha is None else spec.alpha * t + (1.0 - spec.alpha) * (1.0 - t)
+    alpha = spec.alpha
+    alpha_t = 1.0 if alpha is None or isinstance(alpha, tuple) else alpha * t + (1.0 - alpha) * (1.0 - t)
     return z, t, p, one_minus_p, bce, x, np.asarray(alpha_t)
 
 

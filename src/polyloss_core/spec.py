@@ -167,7 +167,9 @@ class PolySpec:
         return cls(epsilons=tuple(-1.0 / j for j in range(1, int(n) + 1)), label_smoothing=label_smoothing)
 
     @classmethod
-    def focal(cls, gamma: float = 2.0, alpha: float | Sequence[float] | None = None, *, label_smoothing: float = 0.0) -> PolySpec:
+    def focal(
+        cls, gamma: float = 2.0, alpha: float | Sequence[float] | None = None, *, label_smoothing: float = 0.0
+    ) -> PolySpec:
         """Focal loss: every power of ``(1 - p)`` shifted by ``gamma`` (Lin et al. 2017)."""
         return cls(gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)  # type: ignore[arg-type]
 

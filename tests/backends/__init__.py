@@ -72,16 +72,15 @@ def selected_backends() -> list[Backend]:
     raw = os.environ.get("POLYLOSS_BACKENDS", "").strip()
     if not raw:
         return [b for b in Backend if _available(b)]
-    if raw == "all":
-        names = [b.value for b in Backend]
-    else:
-        names = [n.strip() for n in raw.split(",") if n.strip()]
+    names = [b.value for b in Backend] if raw == "all" else [n.strip() for n in raw.split(",") if n.strip()]
     chosen = []
     for name in names:
         try:
             backend = Backend(name)
         except ValueError:
-            raise ValueError(f"POLYLOSS_BACKENDS names unknown backend {name!r}; known: {[b.value for b in Backend]}") from None
+            raise ValueError(
+                f"POLYLOSS_BACKENDS names unknown backend {name!r}; known: {[b.value for b in Backend]}"
+            ) from None
         if not _available(backend):
             raise RuntimeError(f"POLYLOSS_BACKENDS selects {name!r} but {backend.requires!r} is not installed")
         chosen.append(backend)

@@ -131,7 +131,9 @@ def test_series_helpers() -> None:
     assert horner(3.0, [1.0, 2.0, 0.5]) == pytest.approx(3 + 18 + 13.5)
     assert polynomial_term(0.5, PolySpec.cross_entropy()) == 0.0
     assert polynomial_term(0.5, PolySpec.poly1_focal(2.0, 2.0)) == pytest.approx(2 * 0.5**3)
-    assert poly_loss_from_log_prob(math.log(0.25), 0.75, PolySpec.focal(2.0)) == pytest.approx(-(0.75**2) * math.log(0.25))
+    assert poly_loss_from_log_prob(math.log(0.25), 0.75, PolySpec.focal(2.0)) == pytest.approx(
+        -(0.75**2) * math.log(0.25)
+    )
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -196,7 +198,7 @@ def test_truncated_series_converges_to_closed_form(spec: PolySpec, p: float) -> 
     x = 1.0 - p
     closed = float(poly_loss_from_log_prob(math.log(p), x, spec))
     # Tail of sum_j x^j / j after n terms is below x^(n+1) / (1 - x); pick n for 1e-12.
-    n = max(len(spec.epsilons), int(math.ceil(math.log(1e-12 * (1 - x)) / math.log(x))) if x > 0 else 1) + 1
+    n = max(len(spec.epsilons), math.ceil(math.log(1e-12 * (1 - x)) / math.log(x)) if x > 0 else 1) + 1
     j = np.arange(1, n + 1)
     series = float(np.sum(spec.coefficients(n) * x ** (j + spec.gamma)))
     assert series == pytest.approx(closed, rel=1e-9, abs=1e-11)
