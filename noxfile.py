@@ -49,10 +49,10 @@ def tests(session: nox.Session, backend: str) -> None:
 
 @nox.session
 def parity(session: nox.Session) -> None:
-    """The shared parity matrix with every backend in one environment, and the CLI's cross-framework run."""
+    """The shared parity matrix with every backend in one environment, plus the CLI and the docs' snippets."""
     _install(session, "all", "test")
     env = {"POLYLOSS_BACKENDS": "all", "KERAS_BACKEND": "tensorflow"}
-    session.run("pytest", "tests/parity", "tests/cli", *session.posargs, env=env)
+    session.run("pytest", "tests/parity", "tests/cli", "tests/docs", *session.posargs, env=env)
 
 
 @nox.session

@@ -19,15 +19,16 @@ _FRAMEWORK_DIRS = {Backend.TORCH: "torch", Backend.KERAS: "keras", Backend.JAX: 
 _HERE = Path(__file__).parent
 
 
-# The command-line tests train in every framework; they run where all three are selected.
-_CLI_SELECTED = all(backend in SELECTED for backend in _FRAMEWORK_DIRS)
+# The command-line tests and the documentation snippets use every framework;
+# they run where all three are selected.
+_ALL_FRAMEWORKS = all(backend in SELECTED for backend in _FRAMEWORK_DIRS)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     for backend, folder in _FRAMEWORK_DIRS.items():
         if backend not in SELECTED and collection_path.is_relative_to(_HERE / folder):
             return True
-    if not _CLI_SELECTED and collection_path.is_relative_to(_HERE / "cli"):
+    if not _ALL_FRAMEWORKS and any(collection_path.is_relative_to(_HERE / d) for d in ("cli", "docs")):
         return True
     return None
 
