@@ -1,0 +1,259 @@
+"""Numerics: half precision, extreme logits, gradcheck (first and second order), torch.func."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.autograd import gradcheck, gradgradcheck
+
+from polyloss_core import PolySpec, reference
+from polyloss_torch import Poly1FocalLoss, poly1_cross_entropy, poly1_focal_loss, poly_loss
+
+from .helpers import TORCH_JIT_WARNING, class_indices, class_weight, logits, probabilities
+
+HALF = [torch.float16, torch.bfloat16]
+
+
+# --------------------------------------------------------------------------- half precision
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_half_inputs_are_computed_in_float32(dtype: torch.dtype, smoothing: float) -> None:
+    """fp16 / bf16 logits give exactly the float32 computation on the same (rounded) values, as a float32 loss,
+    and a gradient in the input's dtype."""
+    z = logits((4, 5, 3), seed=0, dtype=dtype).requires_grad_(True)
+    target = class_indices((4, 5, 3), seed=0, ignore_index=-100)
+    loss = poly1_cross_entropy(z, target, epsilon=2.0, label_smoothing=smoothing, weight=class_weight(5, 0, dtype))
+    assert loss.dtype == torch.float32
+    z32 = z.detach().float().requires_grad_(True)
+    loss32 = poly1_cross_entropy(
+        z32, target, epsilon=2.0, label_smoothing=smoothing, weight=class_weight(5, 0, dtype).float()
+    )
+    assert torch.equal(loss, loss32)
+    loss.backward()
+    loss32.backward()
+    assert z.grad is not None
+    assert z.grad.dtype == dtype
+    assert torch.equal(z.grad, z32.grad.to(dtype))
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+def test_half_sigmoid_family(dtype: torch.dtype) -> None:
+    z = logits((6, 4), seed=1, dtype=dtype)
+    target = probabilities((6, 4), seed=1, dtype=dtype)
+    loss = poly1_focal_loss(z, target, reduction="none")
+    assert loss.dtype == torch.float32
+    assert torch.equal(loss, poly1_focal_loss(z.float(), target.float(), reduction="none"))
+
+
+def test_autocast_region_gives_float32_loss() -> None:
+    """Inside torch.autocast the model emits bf16 logits; the loss is float32 and matches the eager value."""
+    model = torch.nn.Linear(8, 5)
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0))
+    target = torch.randint(0, 5, (16,), generator=torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+        assert out.dtype == torch.bfloat16
+        loss = poly1_cross_entropy(out, target, epsilon=1.0)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, poly1_cross_entropy(out.float(), target, epsilon=1.0))
+    loss.backward()
+    assert model.weight.grad is not None
+    assert torch.isfinite(model.weight.grad).all()
+
+
+# --------------------------------------------------------------------------- extreme logits
+EXTREME = {torch.float32: 1e4, torch.float16: 6e4, torch.bfloat16: 1e4, torch.float64: 1e4}
+
+
+def _extreme_logits(dtype: torch.dtype) -> torch.Tensor:
+    big = EXTREME[dtype]
+    rows = [[big, 0.0, -big], [-big, big, 0.0], [0.0, 0.0, 0.0], [-big, -big, big], [big, big, -big]]
+    return torch.tensor(rows, dtype=torch.float64).to(dtype)
+
+
+def _loss_calls():
+    """(name, callable(z) -> loss) covering every public entry point and both families."""
+    target = torch.tensor([0, 0, 2, 2, 1])
+    soft = torch.tensor([[0.75, 0.125, 0.125]] * 5)  # exact in float16 and bfloat16
+    onehot = torch.nn.functional.one_hot(target, 3).float()
+    weight = torch.tensor([0.5, 2.0, 1.0])
+    return [
+        ("poly1-ce-mean", lambda z: poly1_cross_entropy(z, target, epsilon=1.0)),
+        ("poly1-ce-weighted-smoothed", lambda z: poly1_cross_entropy(z, target, weight=weight, label_smoothing=0.1)),
+        ("poly1-ce-soft-targets", lambda z: poly1_cross_entropy(z, soft.to(z.dtype), epsilon=2.0, reduction="sum")),
+        ("poly1-ce-negative-epsilon", lambda z: poly1_cross_entropy(z, target, epsilon=-1.0, reduction="none")),
+        ("poly-focal-gamma-half", lambda z: poly_loss(z, target, PolySpec.poly1_focal(1.0, 0.5), reduction="none")),
+        (
+            "poly-n-focal-smoothed",
+            lambda z: poly_loss(z, target, PolySpec(epsilons=(1.0, -0.25), gamma=0.25, label_smoothing=0.1)),
+        ),
+        ("focal-sigmoid", lambda z: poly1_focal_loss(z, onehot.to(z.dtype), reduction="none")),
+        (
+            "focal-sigmoid-gamma-half-soft",
+            lambda z: poly1_focal_loss(z, soft.to(z.dtype), gamma=0.5, alpha=None, reduction="mean"),
+        ),
+        ("sigmoid-class-index", lambda z: poly_loss(z, target, PolySpec.poly1_focal(1.0, 0.5, 0.25), family="sigmoid")),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize(("name", "fn"), _loss_calls(), ids=[n for n, _ in _loss_calls()])
+def test_extreme_logits_give_finite_loss_and_gradient(dtype: torch.dtype, name: str, fn) -> None:
+    z = _extreme_logits(dtype).requires_grad_(True)
+    loss = fn(z)
+    loss.sum().backward()
+    assert torch.isfinite(loss).all(), loss
+    assert z.grad is not None
+    assert torch.isfinite(z.grad).all(), z.grad
+    # The value is the float64 computation on the same logits, within float32 rounding of numbers ~1e4.
+    z64 = z.detach().double()
+    torch.testing.assert_close(loss.double(), fn(z64).to(loss.dtype).double(), rtol=1e-5, atol=1e-6 * EXTREME[dtype])
+
+
+def test_extreme_softmax_values_against_reference() -> None:
+    """Saturated logits in float32: the loss equals the float64 reference to float32 precision."""
+    z = _extreme_logits(torch.float32)
+    target = np.array([0, 0, 2, 2, 1])
+    spec = PolySpec.poly1_focal(1.0, 0.5)
+    got = poly_loss(z, torch.from_numpy(target), spec, reduction="none").double().numpy()
+    np.testing.assert_allclose(got, reference.softmax_poly_loss(z.double().numpy(), target, spec), rtol=1e-6, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- gradcheck
+def _gradcheck_cases():
+    z_nc = logits((5, 4), seed=10, dtype=torch.float64)
+    z_seg = logits((2, 4, 3, 2), seed=11, dtype=torch.float64)
+    t_nc = class_indices((5, 4), seed=10, ignore_index=-100)
+    t_seg = class_indices((2, 4, 3, 2), seed=11, ignore_index=3)
+    q_nc = probabilities((5, 4), seed=12, dtype=torch.float64)
+    w = class_weight(4, seed=13, dtype=torch.float64)
+    sig_t = probabilities((5, 4), seed=14, dtype=torch.float64)
+    return [
+        ("poly1-index-weighted-ignored", z_nc, lambda z: poly1_cross_entropy(z, t_nc, epsilon=2.0, weight=w)),
+        (
+            "poly1-segmentation-ignore-3",
+            z_seg,
+            lambda z: poly1_cross_entropy(z, t_seg, epsilon=-0.5, ignore_index=3, weight=w, reduction="sum"),
+        ),
+        ("poly1-index-smoothed", z_nc, lambda z: poly1_cross_entropy(z, t_nc, epsilon=1.0, label_smoothing=0.2)),
+        ("poly1-probabilities", z_nc, lambda z: poly1_cross_entropy(z, q_nc, epsilon=1.0, weight=w)),
+        ("poly3-focal-gamma-half", z_seg, lambda z: poly_loss(z, t_seg.clamp(0, 3), PolySpec.poly_n(1.0, 0.5, 0.25))),
+        (
+            "focal-per-class-alpha",
+            z_nc,
+            lambda z: poly_loss(z, t_nc, PolySpec(epsilons=(1.0,), gamma=0.5, alpha=(1.0, 0.5, 2.0, 0.25))),
+        ),
+        ("sigmoid-focal-soft", z_nc, lambda z: poly1_focal_loss(z, sig_t, epsilon=1.0, gamma=1.5, reduction="sum")),
+        (
+            "sigmoid-class-index-ignored",
+            z_seg,
+            lambda z: poly_loss(z, t_seg, PolySpec.poly1_focal(-1.0, 2.0, 0.25), family="sigmoid", ignore_index=3),
+        ),
+    ]
+
+
+GRADCHECK_CASES = _gradcheck_cases()
+
+
+@pytest.mark.filterwarnings(TORCH_JIT_WARNING)
+@pytest.mark.parametrize(("name", "z", "fn"), GRADCHECK_CASES, ids=[c[0] for c in GRADCHECK_CASES])
+def test_gradcheck_float64(name: str, z: torch.Tensor, fn) -> None:
+    """Analytic (autograd) gradients, forward-mode derivatives and second derivatives against finite differences."""
+    leaf = z.detach().clone().requires_grad_(True)
+    assert gradcheck(fn, (leaf,), check_forward_ad=True)
+    assert gradgradcheck(fn, (leaf,))
+
+
+def test_fast_path_gradient_is_softmax_minus_onehot_scaled() -> None:
+    """Poly-1 with hard labels: dL/dz = (1 + eps p_t)(softmax - onehot), per example."""
+    z = logits((6, 5), seed=20, dtype=torch.float64).requires_grad_(True)
+    target = class_indices((6, 5), seed=20)
+    poly1_cross_entropy(z, target, epsilon=3.0, reduction="sum").backward()
+    p = torch.softmax(z.detach(), dim=1)
+    pt = p.gather(1, target.unsqueeze(1))
+    expected = (1.0 + 3.0 * pt) * (p - torch.nn.functional.one_hot(target, 5))
+    torch.testing.assert_close(z.grad, expected, rtol=1e-12, atol=1e-14)
+
+
+# --------------------------------------------------------------------------- torch.func
+def test_per_sample_gradients_with_vmap() -> None:
+    """torch.func.vmap(grad(...)) over examples: per-example gradients equal one backward per example."""
+    from torch.func import grad, vmap
+
+    z = logits((6, 5), seed=30)
+    target = class_indices((6, 5), seed=30)
+
+    def one(zi: torch.Tensor, ti: torch.Tensor) -> torch.Tensor:
+        return poly1_cross_entropy(zi, ti, epsilon=2.0)
+
+    batched = vmap(grad(one))(z, target)
+    for i in range(6):
+        leaf = z[i].clone().requires_grad_(True)
+        one(leaf, target[i]).backward()
+        torch.testing.assert_close(batched[i], leaf.grad)
+
+
+@pytest.mark.filterwarnings(TORCH_JIT_WARNING)
+def test_module_under_torch_func_jvp() -> None:
+    from torch.func import jvp
+
+    loss_fn = Poly1FocalLoss(reduction="sum")
+    z = logits((4, 3), seed=31, dtype=torch.float64)
+    target = probabilities((4, 3), seed=31, dtype=torch.float64)
+    tangent = torch.ones_like(z)
+    _, directional = jvp(lambda x: loss_fn(x, target), (z,), (tangent,))
+    leaf = z.clone().requires_grad_(True)
+    loss_fn(leaf, target).backward()
+    torch.testing.assert_close(directional, (leaf.grad * tangent).sum())
+
+
+# --------------------------------------------------------------------------- the two ways to get (c, 1 - p_t)
+@pytest.mark.parametrize(
+    ("shape", "fused"),
+    [((6, 3), True), ((6, 20), False), ((20,), False), ((2, 20, 3, 2), True), ((4, 12), True)],
+    ids=["few-classes", "many-classes", "unbatched", "strided-classes", "below-vector-width"],
+)
+def test_fused_and_plain_paths_agree(shape: tuple[int, ...], fused: bool) -> None:
+    """Whichever way (c, 1 - p_t) is computed, loss and gradient equal the float64 reference."""
+    from polyloss_torch._target_ce import fused_backward_is_faster
+
+    dim = 0 if len(shape) == 1 else 1
+    z = logits(shape, seed=40, dtype=torch.float64)
+    assert fused_backward_is_faster(z, dim) is fused
+    target = class_indices(shape, seed=40, ignore_index=-100)
+    weight = class_weight(shape[dim], seed=40, dtype=torch.float64)
+    spec = PolySpec(epsilons=(2.0, -0.5), gamma=0.5)
+    leaf = z.clone().requires_grad_(True)
+    loss = poly_loss(leaf, target, spec, weight=weight, reduction="sum")
+    loss.backward()
+    keep = (target != -100).numpy()
+    safe = target.clamp_min(0).numpy()
+    want = reference.softmax_poly_loss(z.numpy(), safe, spec, axis=dim, weight=weight.numpy())
+    want_grad = reference.softmax_poly_loss_grad(z.numpy(), safe, spec, axis=dim, weight=weight.numpy())
+    np.testing.assert_allclose(loss.item(), np.where(keep, want, 0.0).sum(), rtol=1e-12)
+    np.testing.assert_allclose(
+        leaf.grad.numpy(), np.where(np.expand_dims(keep, dim), want_grad, 0.0), rtol=1e-10, atol=1e-14
+    )
+    assert gradcheck(lambda x: poly_loss(x, target, spec, weight=weight), (z.clone().requires_grad_(True),))
+
+
+@pytest.mark.filterwarnings(TORCH_JIT_WARNING)
+def test_target_cross_entropy_function_all_outputs() -> None:
+    """The custom Function on its own: every output differentiable, first and second order, with ignored rows."""
+    from polyloss_torch._target_ce import TargetCrossEntropy
+
+    z = logits((5, 4, 3), seed=41, dtype=torch.float64).requires_grad_(True)
+    target = class_indices((5, 4, 3), seed=41, ignore_index=-100)
+    keep = target != -100
+    safe = target.masked_fill(~keep, 0)
+
+    def outputs(x: torch.Tensor):
+        return TargetCrossEntropy.apply(x, safe, keep, 1)
+
+    c, one_minus_p, log_p = outputs(z)
+    torch.testing.assert_close(c, torch.nn.functional.cross_entropy(z, target, reduction="none"))
+    torch.testing.assert_close(one_minus_p, -torch.expm1(-c))
+    torch.testing.assert_close(log_p, torch.log_softmax(z, 1))
+    assert gradcheck(outputs, (z,))
+    assert gradgradcheck(outputs, (z,))
