@@ -46,11 +46,13 @@ SIGMOID_SPECS: dict[str, PolySpec] = {
     "poly1-smooth": PolySpec.poly1(1.0, label_smoothing=0.1),
 }
 
-# (shape, class axis) pairs; five classes so per-class alpha fits everywhere.
+# (shape, class axis) pairs. Most have five classes, the length of the per-class
+# alpha above; "NC-wide" reaches the adapters' paths for many classes.
 SOFTMAX_LAYOUTS = {
     "NC": ((6, 5), -1),
     "C": ((5,), -1),
     "NCHW": ((2, 5, 3, 2), 1),
+    "NC-wide": ((4, 20), -1),
 }
 SIGMOID_LAYOUTS = {
     "NC": ((6, 5), -1),
@@ -102,6 +104,8 @@ def all_cases() -> list[Case]:
     for (name, spec), labels, (layout, (shape, axis)) in itertools.product(
         SOFTMAX_SPECS.items(), ("int", "prob"), SOFTMAX_LAYOUTS.items()
     ):
+        if isinstance(spec.alpha, tuple) and len(spec.alpha) != shape[axis]:
+            continue  # one alpha per class: only where the class count matches
         cases.append(Case("softmax", name, spec, labels, layout, shape, axis))
     for (name, spec), labels, (layout, (shape, axis)) in itertools.product(
         SIGMOID_SPECS.items(), ("binary", "soft", "int"), SIGMOID_LAYOUTS.items()
