@@ -1,0 +1,54 @@
+"""polyloss_tf: the PolyLoss family for Keras 3 (TensorFlow, JAX and PyTorch backends).
+
+Keras conventions throughout: ``loss(y_true, y_pred)``, ``from_logits=False`` by
+default, Keras reductions, ``sample_weight`` and masks handled by
+``keras.losses.Loss``. Written with ``keras.ops`` only, so one implementation
+runs on every Keras backend. Every class is registered serializable under the
+package ``"polyloss"``.
+
+Classes (each takes ``epsilon=1.0`` plus the arguments of the Keras loss it
+extends, and equals that loss with ``epsilon=0``):
+:class:`Poly1CategoricalCrossentropy`, :class:`Poly1SparseCategoricalCrossentropy`,
+:class:`Poly1BinaryCrossentropy`, :class:`Poly1CategoricalFocalCrossentropy`,
+:class:`Poly1BinaryFocalCrossentropy`, and :class:`PolyLoss` for any
+:class:`polyloss_core.PolySpec`. Functions: the same names in snake case, and
+:func:`poly_loss`.
+
+Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
+Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
+"""
+
+from polyloss_core import PolySpec
+
+from .functional import (
+    poly1_binary_crossentropy,
+    poly1_binary_focal_crossentropy,
+    poly1_categorical_crossentropy,
+    poly1_categorical_focal_crossentropy,
+    poly1_sparse_categorical_crossentropy,
+    poly_loss,
+)
+from .losses import (
+    Poly1BinaryCrossentropy,
+    Poly1BinaryFocalCrossentropy,
+    Poly1CategoricalCrossentropy,
+    Poly1CategoricalFocalCrossentropy,
+    Poly1SparseCategoricalCrossentropy,
+    PolyLoss,
+)
+
+__all__ = [
+    "Poly1BinaryCrossentropy",
+    "Poly1BinaryFocalCrossentropy",
+    "Poly1CategoricalCrossentropy",
+    "Poly1CategoricalFocalCrossentropy",
+    "Poly1SparseCategoricalCrossentropy",
+    "PolyLoss",
+    "PolySpec",
+    "poly1_binary_crossentropy",
+    "poly1_binary_focal_crossentropy",
+    "poly1_categorical_crossentropy",
+    "poly1_categorical_focal_crossentropy",
+    "poly1_sparse_categorical_crossentropy",
+    "poly_loss",
+]

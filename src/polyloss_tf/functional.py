@@ -1,0 +1,399 @@
+"""Functional forms of the Keras PolyLosses: ``(y_true, y_pred)`` in, unreduced loss out.
+
+Like ``keras.losses.categorical_crossentropy`` and friends, these return one
+value per example (the class axis is reduced) and apply no sample weights or
+reduction; the loss classes in :mod:`polyloss_tf.losses` add those. The
+exception is :func:`poly_loss` with ``family="sigmoid"``, which returns one value
+per element so that detection and multi-label code can reduce as it needs.
+
+Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
+Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from polyloss_core import PolySpec
+
+from . import _kernels as k
+
+__all__ = [
+    "poly1_binary_crossentropy",
+    "poly1_binary_focal_crossentropy",
+    "poly1_categorical_crossentropy",
+    "poly1_categorical_focal_crossentropy",
+    "poly1_sparse_categorical_crossentropy",
+    "poly_loss",
+]
+
+
+def poly_loss(
+    y_true: Any,
+    y_pred: Any,
+    spec: PolySpec,
+    *,
+    family: str = "softmax",
+    from_logits: bool = False,
+    axis: int = -1,
+    ignore_class: int | None = None,
+) -> Any:
+    """Any member of the PolyLoss family, unreduced.
+
+    With ``x = 1 - p_t`` (``p_t`` the probability of the target):
+
+    ```
+    l(p_t) = -x^gamma log(p_t) + sum_j eps_j x^(j + gamma)
+    softmax: loss = sum_c w_c q_c l(p_c)          (w_c from spec.alpha, q the smoothed target row)
+    sigmoid: loss = alpha_t (BCE x^gamma + sum_j eps_j x^(j + gamma))   per element
+    ```
+
+    Hard labels in the softmax family reuse Keras' own fused cross-entropy ``c``
+    (``p_t = exp(-c)``), so Poly-1 costs about as much as plain cross-entropy.
+
+    Args:
+        y_true: class indices (``y_pred``'s shape without ``axis``, or with size 1
+            there; any integer or integral floating dtype) or per-class targets with
+            ``y_pred``'s shape: probability rows for the softmax family, values in
+            ``[0, 1]`` for the sigmoid family.
+        y_pred: logits (``from_logits=True``) or probabilities, float16, bfloat16,
+            float32 or float64. Half precision is computed (and returned) in float32.
+        spec: the loss, a :class:`polyloss_core.PolySpec` (epsilons, gamma, alpha,
+            label_smoothing).
+        family: ``"softmax"`` (default; one class per example) or ``"sigmoid"``
+            (independent binary decisions).
+        from_logits: whether ``y_pred`` holds logits. Default ``False``: probabilities,
+            clipped to ``[epsilon, 1 - epsilon]`` as Keras does.
+        axis: the class axis of ``y_pred``. Default ``-1``.
+        ignore_class: softmax family with class indices only: positions labelled
+            ``ignore_class`` get loss 0 and are masked out of Keras reductions, as in
+            ``keras.losses.sparse_categorical_crossentropy``. Default ``None``.
+
+    Shape:
+        - ``y_pred``: ``(..., C, ...)`` with ``C`` on ``axis``.
+        - ``y_true``: ``y_pred``'s shape, or that shape without ``axis``.
+        - output: softmax ``y_pred``'s shape without ``axis``; sigmoid ``y_pred``'s shape.
+
+    Returns:
+        The unreduced loss: float32 for float16 / bfloat16 ``y_pred`` (Keras'
+        mixed-precision convention, and the only way to hold the large losses of
+        extreme half-precision logits), otherwise ``y_pred``'s dtype.
+
+    Raises:
+        ValueError: mismatched shapes, class indices outside ``[0, C)`` (eagerly),
+            sigmoid targets outside ``[0, 1]`` (eagerly), a bad ``axis`` or ``family``,
+            or a spec that does not fit the family.
+        TypeError: a non-floating ``y_pred``, a spec that is not a ``PolySpec``, or
+            a non-bool ``from_logits``.
+
+    Inside ``tf.function``, XLA or ``jax.jit`` nothing can raise: an out-of-range
+    class index gives ``NaN`` for its example (never a plausible number).
+
+    Example:
+        >>> import numpy as np
+        >>> from polyloss_core import PolySpec
+        >>> logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]], dtype="float32")
+        >>> loss = poly_loss(np.array([0, 2]), logits, PolySpec.poly1(1.0), from_logits=True)
+        >>> print(np.round(keras.ops.convert_to_numpy(loss), 4))
+        [0.3261 2.2253]
+    """
+    if not isinstance(spec, PolySpec):
+        raise TypeError(f"spec must be a polyloss_core.PolySpec, got {type(spec).__name__}")
+    family = k.check_family_name(family)
+    from_logits = k.check_bool("from_logits", from_logits)
+    axis = k.check_axis(axis)
+    ignore_class = k.check_ignore_class(ignore_class)
+    if ignore_class is not None and family != "softmax":
+        raise ValueError(f"ignore_class applies to the softmax family only, got family={family!r}")
+    return k.unreduced(
+        y_true, y_pred, spec, family=family, from_logits=from_logits, axis=axis, ignore_class=ignore_class
+    )
+
+
+@keras.saving.register_keras_serializable(package="polyloss")
+def poly1_categorical_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    epsilon: float = 1.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> Any:
+    """Poly-1 categorical cross-entropy per example: ``CE + epsilon * (1 - p_t)``.
+
+    For target rows ``q`` (one-hot or soft, smoothed to ``(1 - s) q + s / C``)
+    the loss is ``sum_c q_c (-log p_c + epsilon (1 - p_c))``; for one-hot rows this
+    is the paper's ``CE + epsilon (1 - p_t)``. With ``epsilon=0`` it equals
+    ``keras.losses.categorical_crossentropy``.
+
+    Args:
+        y_true: one-hot or probability targets, same shape as ``y_pred``.
+        y_pred: probabilities (default) or logits, float16 to float64.
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``. Leng et al.
+            suggest trying about ``2`` for ImageNet-style classification.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
+        axis: the class axis. Default ``-1``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(..., C, ...)``; output: without ``axis``.
+
+    Returns:
+        The per-example loss (float32 for half-precision ``y_pred``, else its dtype).
+
+    Example:
+        >>> import numpy as np
+        >>> y_true = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype="float32")
+        >>> y_pred = np.array([[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]], dtype="float32")
+        >>> loss = poly1_categorical_crossentropy(y_true, y_pred, epsilon=1.0)
+        >>> print(np.round(keras.ops.convert_to_numpy(loss), 4))
+        [0.1013 3.2026]
+
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
+    """
+    spec = k.poly1_spec(epsilon, label_smoothing=label_smoothing)
+    return k.unreduced(
+        y_true,
+        y_pred,
+        spec,
+        family="softmax",
+        from_logits=k.check_bool("from_logits", from_logits),
+        axis=k.check_axis(axis),
+        expect="dense",
+    )
+
+
+@keras.saving.register_keras_serializable(package="polyloss")
+def poly1_sparse_categorical_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    epsilon: float = 1.0,
+    from_logits: bool = False,
+    ignore_class: int | None = None,
+    axis: int = -1,
+) -> Any:
+    """Poly-1 sparse categorical cross-entropy per example: ``CE + epsilon * (1 - p_t)``.
+
+    ``p_t = exp(-CE)`` is recovered from Keras' own fused sparse cross-entropy,
+    so the polynomial term costs a few elementwise operations per example. With
+    ``epsilon=0`` it equals ``keras.losses.sparse_categorical_crossentropy``.
+
+    Args:
+        y_true: integer class indices (any integer or integral float dtype) in
+            ``[0, C)``, with ``y_pred``'s shape without ``axis`` (or size 1 there).
+        y_pred: probabilities (default) or logits, float16 to float64.
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        ignore_class: a label value whose positions get loss 0 and a Keras mask
+            (e.g. ``-1`` or ``255`` for void pixels in segmentation). Default ``None``.
+        axis: the class axis of ``y_pred``. Default ``-1``.
+
+    Shape:
+        ``y_pred``: ``(..., C, ...)``; ``y_true`` and output: ``y_pred``'s shape without ``axis``.
+
+    Returns:
+        The per-example loss (float32 for half-precision ``y_pred``, else its dtype).
+
+    Raises:
+        ValueError: (eagerly) a label outside ``[0, C)`` other than ``ignore_class``.
+            Inside ``tf.function`` / XLA / ``jax.jit`` such an example's loss is ``NaN``.
+
+    Example:
+        >>> import numpy as np
+        >>> y_pred = np.array([[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]], dtype="float32")
+        >>> loss = poly1_sparse_categorical_crossentropy(np.array([1, 2]), y_pred, epsilon=1.0)
+        >>> print(np.round(keras.ops.convert_to_numpy(loss), 4))
+        [0.1013 3.2026]
+
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
+    """
+    spec = k.poly1_spec(epsilon)
+    return k.unreduced(
+        y_true,
+        y_pred,
+        spec,
+        family="softmax",
+        from_logits=k.check_bool("from_logits", from_logits),
+        axis=k.check_axis(axis),
+        ignore_class=k.check_ignore_class(ignore_class),
+        expect="index",
+    )
+
+
+@keras.saving.register_keras_serializable(package="polyloss")
+def poly1_categorical_focal_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    epsilon: float = 1.0,
+    alpha: float | list[float] | None = 0.25,
+    gamma: float = 2.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> Any:
+    """Poly-1 categorical focal cross-entropy per example.
+
+    ``sum_c alpha_c q_c ((1 - p_c)^gamma (-log p_c) + epsilon (1 - p_c)^(1 + gamma))``,
+    i.e. for a one-hot target ``alpha (FL(p_t) + epsilon (1 - p_t)^(gamma + 1))``.
+    ``alpha`` scales the polynomial term too. With ``epsilon=0`` it equals
+    ``keras.losses.categorical_focal_crossentropy`` (moderate logits; for logits
+    Keras clips probabilities at ``1e-7`` while this works from ``log_softmax``).
+
+    Args:
+        y_true: one-hot or probability targets, same shape as ``y_pred``.
+        y_pred: probabilities (default) or logits, float16 to float64.
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
+        alpha: class weight: a number ``>= 0`` for every class, a list with one
+            weight per class, or ``None`` for no weighting. Default ``0.25``.
+        gamma: the focusing exponent, ``>= 0``. Default ``2.0``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
+        axis: the class axis. Default ``-1``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(..., C, ...)``; output: without ``axis``.
+
+    Returns:
+        The per-example loss (float32 for half-precision ``y_pred``, else its dtype).
+
+    Example:
+        >>> import numpy as np
+        >>> y_true = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype="float32")
+        >>> y_pred = np.array([[0.2, 0.7, 0.1], [0.3, 0.3, 0.4]], dtype="float32")
+        >>> loss = poly1_categorical_focal_crossentropy(y_true, y_pred, epsilon=1.0)
+        >>> print(np.round(keras.ops.convert_to_numpy(loss), 4))
+        [0.0148 0.1365]
+
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., ICCV 2017.
+    """
+    spec = k.poly1_spec(epsilon, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+    return k.unreduced(
+        y_true,
+        y_pred,
+        spec,
+        family="softmax",
+        from_logits=k.check_bool("from_logits", from_logits),
+        axis=k.check_axis(axis),
+        expect="dense",
+    )
+
+
+@keras.saving.register_keras_serializable(package="polyloss")
+def poly1_binary_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    epsilon: float = 1.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> Any:
+    """Poly-1 binary cross-entropy, averaged over ``axis`` like Keras: ``mean(BCE + epsilon (1 - p_t))``.
+
+    Per element ``p_t = t p + (1 - t)(1 - p)`` with the smoothed target
+    ``t = (1 - s) y_true + s / 2``. With ``epsilon=0`` it equals
+    ``keras.losses.binary_crossentropy``. For the unaveraged per-element loss use
+    ``poly_loss(..., family="sigmoid")``.
+
+    Args:
+        y_true: targets in ``[0, 1]``, same shape as ``y_pred``.
+        y_pred: probabilities (default) or logits, float16 to float64.
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        label_smoothing: ``s`` in ``[0, 1)``; targets move towards 0.5. Default ``0.0``.
+        axis: the axis the mean is taken over. Default ``-1``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(N, ..., D)``; output: without ``axis``.
+
+    Returns:
+        The loss averaged over ``axis`` (float32 for half-precision ``y_pred``, else its dtype).
+
+    Example:
+        >>> import numpy as np
+        >>> y_true = np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")
+        >>> y_pred = np.array([[0.6, 0.4], [0.4, 0.6]], dtype="float32")
+        >>> loss = poly1_binary_crossentropy(y_true, y_pred, epsilon=1.0)
+        >>> print(np.round(keras.ops.convert_to_numpy(loss), 4))
+        [1.5163 1.2136]
+
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
+    """
+    spec = k.poly1_spec(epsilon, label_smoothing=label_smoothing)
+    axis = k.check_axis(axis)
+    loss = k.unreduced(
+        y_true,
+        y_pred,
+        spec,
+        family="sigmoid",
+        from_logits=k.check_bool("from_logits", from_logits),
+        axis=axis,
+        expect="dense",
+    )
+    return ops.mean(loss, axis=axis)
+
+
+@keras.saving.register_keras_serializable(package="polyloss")
+def poly1_binary_focal_crossentropy(
+    y_true: Any,
+    y_pred: Any,
+    epsilon: float = 1.0,
+    apply_class_balancing: bool = False,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> Any:
+    """Poly-1 binary focal cross-entropy, averaged over ``axis`` like Keras.
+
+    Per element ``alpha_t (BCE (1 - p_t)^gamma + epsilon (1 - p_t)^(1 + gamma))``
+    with ``alpha_t = alpha t + (1 - alpha)(1 - t)`` when ``apply_class_balancing``
+    (else 1). This is the paper's alpha-balanced Poly-1 focal loss, except that
+    ``alpha_t`` here scales the epsilon term too (the paper's released code leaves
+    it unweighted); with ``epsilon=0`` it equals
+    ``keras.losses.binary_focal_crossentropy``.
+
+    Args:
+        y_true: targets in ``[0, 1]``, same shape as ``y_pred``.
+        y_pred: probabilities (default) or logits, float16 to float64.
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``. Leng et al.
+            report ``-1`` working well for COCO detection.
+        apply_class_balancing: weigh positives by ``alpha`` and negatives by
+            ``1 - alpha``. Default ``False``.
+        alpha: the positive-class weight in ``[0, 1]``. Default ``0.25``.
+        gamma: the focusing exponent, ``>= 0``. Default ``2.0``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        label_smoothing: ``s`` in ``[0, 1)``; targets move towards 0.5. Default ``0.0``.
+        axis: the axis the mean is taken over. Default ``-1``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(N, ..., D)``; output: without ``axis``.
+
+    Returns:
+        The loss averaged over ``axis`` (float32 for half-precision ``y_pred``, else its dtype).
+
+    Example:
+        >>> import numpy as np
+        >>> y_true = np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")
+        >>> y_pred = np.array([[0.6, 0.4], [0.4, 0.6]], dtype="float32")
+        >>> loss = poly1_binary_focal_crossentropy(y_true, y_pred, epsilon=1.0, gamma=2.0)
+        >>> print(np.round(keras.ops.convert_to_numpy(loss), 4))
+        [0.5459 0.3458]
+
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., ICCV 2017.
+    """
+    spec = k.binary_focal_spec(epsilon, apply_class_balancing, alpha, gamma, label_smoothing)
+    axis = k.check_axis(axis)
+    loss = k.unreduced(
+        y_true,
+        y_pred,
+        spec,
+        family="sigmoid",
+        from_logits=k.check_bool("from_logits", from_logits),
+        axis=axis,
+        expect="dense",
+    )
+    return ops.mean(loss, axis=axis)

@@ -1,0 +1,594 @@
+"""Keras loss classes for the PolyLoss family.
+
+Each class subclasses ``keras.losses.Loss``, holds its configuration, and
+computes in ``call`` through the matching function of
+:mod:`polyloss_tf.functional`; ``keras.losses.Loss.__call__`` then applies
+``sample_weight``, Keras masks and the reduction exactly as for Keras' own
+losses. All classes are registered as Keras serializables under the package
+``"polyloss"``, so models compiled with them save to ``.keras`` and load with
+``keras.saving.load_model`` without ``custom_objects``.
+
+Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
+Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+from keras import ops
+
+from polyloss_core import PolySpec, check_family
+
+from . import _kernels as k
+from . import functional as F
+
+__all__ = [
+    "Poly1BinaryCrossentropy",
+    "Poly1BinaryFocalCrossentropy",
+    "Poly1CategoricalCrossentropy",
+    "Poly1CategoricalFocalCrossentropy",
+    "Poly1SparseCategoricalCrossentropy",
+    "PolyLoss",
+]
+
+
+def _match_rank(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
+    """Line up ranks the way Keras' loss wrappers do before calling the loss function.
+
+    When the ranks differ by one and the longer tensor ends in a size-1 axis,
+    a rank-1 partner gains that axis (``(N,)`` labels for ``(N, 1)``
+    predictions) and any other partner loses it.
+    """
+    true_rank, pred_rank = len(y_true.shape), len(y_pred.shape)
+    if pred_rank == true_rank + 1 and y_pred.shape[-1] == 1:
+        if true_rank == 1:
+            y_true = ops.expand_dims(y_true, -1)
+        else:
+            y_pred = ops.squeeze(y_pred, -1)
+    elif true_rank == pred_rank + 1 and y_true.shape[-1] == 1:
+        if pred_rank == 1:
+            y_pred = ops.expand_dims(y_pred, -1)
+        else:
+            y_true = ops.squeeze(y_true, -1)
+    return y_true, y_pred
+
+
+class _ConfiguredLoss(keras.losses.Loss):
+    """Validation of the common arguments and the ``dtype`` entry of ``get_config``."""
+
+    def __init__(self, *, reduction: Any, name: str | None, dtype: Any) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)  # Keras checks `reduction`
+        self._dtype_arg = k.dtype_config(dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = super().get_config()
+        config["dtype"] = self._dtype_arg
+        return config
+
+
+@keras.saving.register_keras_serializable(package="polyloss")
+class Poly1CategoricalCrossentropy(_ConfiguredLoss):
+    """Poly-1 categorical cross-entropy: ``CE + epsilon * (1 - p_t)`` for one-hot or soft targets.
+
+    For target rows ``q`` (smoothed to ``(1 - s) q + s / C``) each example's loss is
+    ``sum_c q_c (-log p_c + epsilon (1 - p_c))``; for one-hot targets that is the
+    paper's ``CE + epsilon (1 - p_t)``. With ``epsilon=0`` it equals
+    ``keras.losses.CategoricalCrossentropy`` with the same arguments. One-hot
+    batches reuse Keras' fused cross-entropy (``p_t = exp(-CE)``).
+
+    Args:
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``. Leng et al.
+            suggest about ``2`` for ImageNet-style classification; tune per task.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``
+            (probabilities, clipped to ``[1e-7, 1 - 1e-7]`` as Keras does).
+        label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
+        axis: the class axis. Default ``-1``.
+        reduction: how the per-example losses are combined, as in every Keras
+            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
+            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
+            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        name: the loss name. Default ``"poly1_categorical_crossentropy"``.
+        dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``
+            (``keras.backend.floatx()``).
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(N, ..., C)`` (``C`` on ``axis``); unreduced
+        output: ``(N, ...)``.
+
+    Example:
+        >>> import numpy as np
+        >>> y_true = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype="float32")
+        >>> y_pred = np.array([[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]], dtype="float32")
+        >>> loss = Poly1CategoricalCrossentropy(epsilon=1.0)
+        >>> round(float(loss(y_true, y_pred)), 4)
+        1.6519
+
+        With ``model.compile``::
+
+            model.compile(optimizer="adam", loss=Poly1CategoricalCrossentropy(epsilon=2.0, from_logits=True))
+
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "poly1_categorical_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        spec = k.poly1_spec(epsilon, label_smoothing=label_smoothing)
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.epsilon = spec.epsilons[0]
+        self.from_logits = k.check_bool("from_logits", from_logits)
+        self.label_smoothing = spec.label_smoothing
+        self.axis = k.check_axis(axis)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_true, y_pred = _match_rank(y_true, y_pred)
+        return F.poly1_categorical_crossentropy(
+            y_true, y_pred, self.epsilon, self.from_logits, self.label_smoothing, self.axis
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "epsilon": self.epsilon,
+                "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing,
+                "axis": self.axis,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="polyloss")
+class Poly1SparseCategoricalCrossentropy(_ConfiguredLoss):
+    """Poly-1 sparse categorical cross-entropy: ``CE + epsilon * (1 - p_t)`` for integer labels.
+
+    ``p_t = exp(-CE)`` comes from Keras' own fused sparse cross-entropy, so the
+    polynomial term adds only a few elementwise operations per example. With
+    ``epsilon=0`` it equals ``keras.losses.SparseCategoricalCrossentropy``
+    (positions labelled ``ignore_class`` get loss 0 and are masked out of the
+    reduction, as there). Unlike Keras' loss on TensorFlow, any ``axis`` works.
+
+    Args:
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        ignore_class: a label value to ignore (e.g. ``-1`` or ``255``). Default ``None``.
+        reduction: how the per-example losses are combined, as in every Keras
+            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
+            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
+            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        axis: the class axis of ``y_pred``. Default ``-1``.
+        name: the loss name. Default ``"poly1_sparse_categorical_crossentropy"``.
+        dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
+
+    Shape:
+        ``y_pred``: ``(N, ..., C)``; ``y_true``: ``(N, ...)`` or ``(N, ..., 1)``;
+        unreduced output: ``(N, ...)``.
+
+    Raises:
+        ValueError: at call time, eagerly, for a label outside ``[0, C)`` that is not
+            ``ignore_class``; inside a compiled graph that example's loss is ``NaN``.
+
+    Example:
+        >>> import numpy as np
+        >>> y_pred = np.array([[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]], dtype="float32")
+        >>> loss = Poly1SparseCategoricalCrossentropy(epsilon=1.0)
+        >>> round(float(loss(np.array([1, 2]), y_pred)), 4)
+        1.6519
+
+        With ``model.compile``::
+
+            model.compile(optimizer="adam", loss=Poly1SparseCategoricalCrossentropy(from_logits=True))
+
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        from_logits: bool = False,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        axis: int = -1,
+        name: str = "poly1_sparse_categorical_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        spec = k.poly1_spec(epsilon)
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.epsilon = spec.epsilons[0]
+        self.from_logits = k.check_bool("from_logits", from_logits)
+        self.ignore_class = k.check_ignore_class(ignore_class)
+        self.axis = k.check_axis(axis)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_true, y_pred = _match_rank(y_true, y_pred)
+        return F.poly1_sparse_categorical_crossentropy(
+            y_true, y_pred, self.epsilon, self.from_logits, self.ignore_class, self.axis
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "epsilon": self.epsilon,
+                "from_logits": self.from_logits,
+                "ignore_class": self.ignore_class,
+                "axis": self.axis,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="polyloss")
+class Poly1BinaryCrossentropy(_ConfiguredLoss):
+    """Poly-1 binary cross-entropy: ``BCE + epsilon * (1 - p_t)`` per element, averaged over ``axis``.
+
+    ``p_t = t p + (1 - t)(1 - p)`` with the smoothed target ``t = (1 - s) y + s / 2``.
+    As in ``keras.losses.BinaryCrossentropy`` the per-element values are averaged
+    over ``axis`` before ``sample_weight`` and the reduction; with ``epsilon=0`` the
+    two are equal.
+
+    Args:
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
+        axis: the axis the per-element loss is averaged over. Default ``-1``.
+        reduction: how the per-example losses are combined, as in every Keras
+            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
+            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
+            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        name: the loss name. Default ``"poly1_binary_crossentropy"``.
+        dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(N, ..., D)`` (``(N,)`` labels with ``(N, 1)``
+        predictions are lined up as in Keras); unreduced output: ``(N, ...)``.
+
+    Example:
+        >>> import numpy as np
+        >>> y_true = np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")
+        >>> y_pred = np.array([[0.6, 0.4], [0.4, 0.6]], dtype="float32")
+        >>> loss = Poly1BinaryCrossentropy(epsilon=1.0)
+        >>> round(float(loss(y_true, y_pred)), 4)
+        1.3649
+
+        With ``model.compile``::
+
+            model.compile(optimizer="adam", loss=Poly1BinaryCrossentropy(from_logits=True))
+
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "poly1_binary_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        spec = k.poly1_spec(epsilon, label_smoothing=label_smoothing)
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.epsilon = spec.epsilons[0]
+        self.from_logits = k.check_bool("from_logits", from_logits)
+        self.label_smoothing = spec.label_smoothing
+        self.axis = k.check_axis(axis)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_true, y_pred = _match_rank(y_true, y_pred)
+        return F.poly1_binary_crossentropy(
+            y_true, y_pred, self.epsilon, self.from_logits, self.label_smoothing, self.axis
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "epsilon": self.epsilon,
+                "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing,
+                "axis": self.axis,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="polyloss")
+class Poly1CategoricalFocalCrossentropy(_ConfiguredLoss):
+    """Poly-1 categorical focal loss: ``alpha (FL(p_t) + epsilon (1 - p_t)^(gamma + 1))``.
+
+    For target rows ``q`` each example's loss is
+    ``sum_c alpha_c q_c ((1 - p_c)^gamma (-log p_c) + epsilon (1 - p_c)^(gamma + 1))``.
+    ``alpha`` scales the polynomial term as well. With ``epsilon=0`` it equals
+    ``keras.losses.CategoricalFocalCrossentropy`` (moderate logits: for logits
+    Keras clips the softmax at ``1e-7``, this loss works from ``log_softmax`` and
+    stays exact for confident predictions). One-hot batches are computed from
+    Keras' fused cross-entropy (``p_t = exp(-CE)``), which makes this loss
+    cheaper than Keras' own focal loss.
+
+    Args:
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
+        alpha: class weight: a number ``>= 0`` for every class, a list with one
+            weight per class, or ``None``. Default ``0.25``.
+        gamma: the focusing exponent, ``>= 0``. Default ``2.0``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
+        axis: the class axis. Default ``-1``.
+        reduction: how the per-example losses are combined, as in every Keras
+            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
+            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
+            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        name: the loss name. Default ``"poly1_categorical_focal_crossentropy"``.
+        dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(N, ..., C)``; unreduced output: ``(N, ...)``.
+
+    Example:
+        >>> import numpy as np
+        >>> y_true = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype="float32")
+        >>> y_pred = np.array([[0.2, 0.7, 0.1], [0.3, 0.3, 0.4]], dtype="float32")
+        >>> loss = Poly1CategoricalFocalCrossentropy(epsilon=1.0)
+        >>> round(float(loss(y_true, y_pred)), 4)
+        0.0756
+
+        With ``model.compile``::
+
+            model.compile(optimizer="adam", loss=Poly1CategoricalFocalCrossentropy(alpha=[0.3, 0.3, 0.4]))
+
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., ICCV 2017.
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        alpha: float | list[float] | None = 0.25,
+        gamma: float = 2.0,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "poly1_categorical_focal_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        spec = k.poly1_spec(epsilon, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.epsilon = spec.epsilons[0]
+        self.alpha = k.alpha_config(spec.alpha)
+        self.gamma = spec.gamma
+        self.from_logits = k.check_bool("from_logits", from_logits)
+        self.label_smoothing = spec.label_smoothing
+        self.axis = k.check_axis(axis)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_true, y_pred = _match_rank(y_true, y_pred)
+        return F.poly1_categorical_focal_crossentropy(
+            y_true, y_pred, self.epsilon, self.alpha, self.gamma, self.from_logits, self.label_smoothing, self.axis
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "epsilon": self.epsilon,
+                "alpha": self.alpha,
+                "gamma": self.gamma,
+                "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing,
+                "axis": self.axis,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="polyloss")
+class Poly1BinaryFocalCrossentropy(_ConfiguredLoss):
+    """Poly-1 binary focal loss, per element averaged over ``axis`` (the paper's detection loss).
+
+    Per element ``alpha_t (BCE (1 - p_t)^gamma + epsilon (1 - p_t)^(gamma + 1))``,
+    ``alpha_t = alpha t + (1 - alpha)(1 - t)`` when ``apply_class_balancing`` (else
+    1). ``alpha_t`` scales the epsilon term too; the paper's released code leaves
+    that term unweighted, which differs only when class balancing is on. With
+    ``epsilon=0`` it equals ``keras.losses.BinaryFocalCrossentropy``.
+
+    Args:
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``. Leng et al.
+            report ``-1`` working well for COCO detection and segmentation.
+        apply_class_balancing: weigh positives by ``alpha`` and negatives by
+            ``1 - alpha``. Default ``False``.
+        alpha: the positive-class weight, in ``[0, 1]``. Default ``0.25``.
+        gamma: the focusing exponent, ``>= 0``. Default ``2.0``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
+        axis: the axis the per-element loss is averaged over. Default ``-1``.
+        reduction: how the per-example losses are combined, as in every Keras
+            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
+            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
+            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        name: the loss name. Default ``"poly1_binary_focal_crossentropy"``.
+        dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(N, ..., D)``; unreduced output: ``(N, ...)``.
+
+    Example:
+        >>> import numpy as np
+        >>> y_true = np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")
+        >>> y_pred = np.array([[0.6, 0.4], [0.4, 0.6]], dtype="float32")
+        >>> loss = Poly1BinaryFocalCrossentropy(epsilon=1.0, gamma=2.0)
+        >>> round(float(loss(y_true, y_pred)), 4)
+        0.4458
+
+        With ``model.compile``::
+
+            model.compile(optimizer="adam", loss=Poly1BinaryFocalCrossentropy(epsilon=-1.0, from_logits=True))
+
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., ICCV 2017.
+    """
+
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        apply_class_balancing: bool = False,
+        alpha: float = 0.25,
+        gamma: float = 2.0,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "poly1_binary_focal_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        spec = k.binary_focal_spec(epsilon, apply_class_balancing, alpha, gamma, label_smoothing)
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.epsilon = spec.epsilons[0]
+        self.apply_class_balancing = bool(apply_class_balancing)
+        self.alpha = float(alpha)
+        self.gamma = spec.gamma
+        self.from_logits = k.check_bool("from_logits", from_logits)
+        self.label_smoothing = spec.label_smoothing
+        self.axis = k.check_axis(axis)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_true, y_pred = _match_rank(y_true, y_pred)
+        return F.poly1_binary_focal_crossentropy(
+            y_true,
+            y_pred,
+            self.epsilon,
+            self.apply_class_balancing,
+            self.alpha,
+            self.gamma,
+            self.from_logits,
+            self.label_smoothing,
+            self.axis,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "epsilon": self.epsilon,
+                "apply_class_balancing": self.apply_class_balancing,
+                "alpha": self.alpha,
+                "gamma": self.gamma,
+                "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing,
+                "axis": self.axis,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="polyloss")
+class PolyLoss(_ConfiguredLoss):
+    """Any member of the PolyLoss family as a Keras loss, described by a ``PolySpec``.
+
+    ``l(p) = -(1 - p)^gamma log p + sum_j eps_j (1 - p)^(j + gamma)``, applied as
+    ``sum_c w_c q_c l(p_c)`` per example (softmax family) or per element with
+    ``alpha_t`` balancing (sigmoid family; the per-element values are averaged over
+    ``axis`` as in ``keras.losses.BinaryCrossentropy``, so ``(N,)`` sample weights
+    work). Class indices and per-class targets are both accepted: ``y_true`` with
+    one dimension fewer than ``y_pred`` (or size 1 on ``axis``) holds indices.
+
+    Args:
+        spec: the loss: a :class:`polyloss_core.PolySpec`, or the ``dict`` from
+            ``PolySpec.to_dict()``. Poly-1 is ``PolySpec.poly1(epsilon)``, Poly-N
+            ``PolySpec.poly_n(eps_1, ..., eps_N)``, focal ``PolySpec.focal(gamma, alpha)``.
+        family: ``"softmax"`` (default) or ``"sigmoid"``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        axis: the class axis. Default ``-1``.
+        ignore_class: softmax family with class indices: a label value whose
+            positions get loss 0 and are masked out. Default ``None``.
+        reduction: how the per-example losses are combined, as in every Keras
+            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
+            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
+            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        name: the loss name. Default ``"poly_loss"``.
+        dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
+
+    Shape:
+        ``y_pred``: ``(N, ..., C)`` with ``C`` on ``axis``; ``y_true``: the same shape
+        (targets) or without ``axis`` (class indices); unreduced output: ``(N, ...)``.
+
+    Example:
+        >>> import numpy as np
+        >>> from polyloss_core import PolySpec, check_family
+        >>> loss = PolyLoss(PolySpec.poly_n(2.0, -0.5), from_logits=True)
+        >>> logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]], dtype="float32")
+        >>> round(float(loss(np.array([0, 2]), logits)), 4)
+        1.5842
+
+        With ``model.compile``::
+
+            model.compile(optimizer="adam", loss=PolyLoss(PolySpec.drop(2), from_logits=True))
+
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
+    """
+
+    def __init__(
+        self,
+        spec: PolySpec | Mapping[str, Any],
+        *,
+        family: str = "softmax",
+        from_logits: bool = False,
+        axis: int = -1,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "poly_loss",
+        dtype: Any = None,
+    ) -> None:
+        if isinstance(spec, Mapping):
+            spec = PolySpec.from_dict(spec)
+        if not isinstance(spec, PolySpec):
+            raise TypeError(
+                f"spec must be a polyloss_core.PolySpec or its to_dict() mapping, got {type(spec).__name__}"
+            )
+        family = k.check_family_name(family)
+        ignore_class = k.check_ignore_class(ignore_class)
+        if ignore_class is not None and family != "softmax":
+            raise ValueError(f"ignore_class applies to the softmax family only, got family={family!r}")
+        check_family(spec, family)
+        super().__init__(reduction=reduction, name=name, dtype=dtype)
+        self.spec = spec
+        self.family = family
+        self.from_logits = k.check_bool("from_logits", from_logits)
+        self.axis = k.check_axis(axis)
+        self.ignore_class = ignore_class
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_true, y_pred = _match_rank(y_true, y_pred)
+        loss = F.poly_loss(
+            y_true,
+            y_pred,
+            self.spec,
+            family=self.family,
+            from_logits=self.from_logits,
+            axis=self.axis,
+            ignore_class=self.ignore_class,
+        )
+        return ops.mean(loss, axis=self.axis) if self.family == "sigmoid" else loss
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            {
+                "spec": self.spec.to_dict(),
+                "family": self.family,
+                "from_logits": self.from_logits,
+                "axis": self.axis,
+                "ignore_class": self.ignore_class,
+            }
+        )
+        return config

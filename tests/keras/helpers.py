@@ -1,0 +1,74 @@
+"""Small utilities shared by the Keras tests: data, NumPy conversion and gradients on any backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+BACKEND = keras.backend.backend()
+# float32 agreement between two float32 computations of the same quantity.
+RTOL, ATOL = 2e-5, 2e-6
+
+
+def to_np(value: Any) -> np.ndarray:
+    if keras.backend.standardize_dtype(value.dtype) in ("float16", "bfloat16"):
+        value = ops.cast(value, "float32")
+    return np.asarray(ops.convert_to_numpy(value)).astype(np.float64)
+
+
+def gradient(fn: Callable[[Any], Any], x: Any) -> Any:
+    """``d fn(x) / dx`` for a scalar-valued ``fn`` on the active Keras backend."""
+    x = ops.convert_to_tensor(x)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = fn(x)
+        return tape.gradient(value, x)
+    if BACKEND == "jax":
+        import jax
+
+        return jax.grad(lambda z: ops.cast(fn(z), "float32"))(x)
+    if BACKEND == "torch":
+        z = x.detach().clone().requires_grad_(True)
+        fn(z).backward()
+        return z.grad
+    raise RuntimeError(f"no gradient recipe for the Keras backend {BACKEND!r}")
+
+
+def logits(shape: tuple[int, ...], seed: int, scale: float = 2.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(scale=scale, size=shape).astype(np.float32)
+
+
+def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-z.astype(np.float64)))).astype(np.float32)
+
+
+def one_hot(labels: np.ndarray, classes: int, axis: int = -1) -> np.ndarray:
+    return np.moveaxis(np.eye(classes, dtype=np.float32)[labels], -1, axis)
+
+
+def soft_labels(shape: tuple[int, ...], seed: int, axis: int = -1) -> np.ndarray:
+    raw = np.random.default_rng(seed).uniform(0.05, 1.0, size=shape)
+    return (raw / raw.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+def prob_logits(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Logits whose softmax is Keras' treatment of probabilities ``p`` (renormalised, clipped)."""
+    q = p.astype(np.float64) / p.sum(axis=axis, keepdims=True)
+    return np.log(np.clip(q, 1e-7, 1 - 1e-7))
+
+
+def binary_prob_logits(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    return np.log(q) - np.log1p(-q)
