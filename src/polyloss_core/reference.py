@@ -153,7 +153,7 @@ def softmax_poly_loss(logits: Any, labels: Any, spec: PolySpec, *, axis: int = -
     Returns:
         float64 array with the logits' shape without ``axis``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> z = np.array([[2.0, 0.0, -1.0]])
         >>> ce = softmax_poly_loss(z, np.array([0]), PolySpec.cross_entropy())
@@ -240,7 +240,7 @@ def sigmoid_poly_loss(logits: Any, targets: Any, spec: PolySpec, *, axis: int = 
     Returns:
         float64 array with the logits' shape.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> loss = sigmoid_poly_loss(np.array([0.0]), np.array([1.0]), PolySpec.poly1_focal(1.0, 2.0, 0.25))
         >>> round(float(loss[0]), 6)  # 0.25 * (log 2 * 0.25 + 1 * 0.125)

@@ -23,7 +23,7 @@ def horner(x: Any, coefficients: Sequence[float]) -> Any:
 
     Returns the Python float ``0.0`` when ``coefficients`` is empty.
 
-    Example:
+    Examples:
         >>> horner(2.0, [1.0, 0.5])  # 1*2 + 0.5*4
         4.0
     """
@@ -51,7 +51,7 @@ def polynomial_term(one_minus_p: Any, spec: PolySpec) -> Any:
 
     Returns the Python float ``0.0`` for a spec without epsilons.
 
-    Example:
+    Examples:
         >>> polynomial_term(0.5, PolySpec.poly1(epsilon=2.0))
         1.0
     """
@@ -68,7 +68,7 @@ def poly_loss_from_log_prob(log_p: Any, one_minus_p: Any, spec: PolySpec) -> Any
     ``one_minus_p = -expm1(log_p)`` (or ``sigmoid(-z)``) so it stays accurate
     as ``p -> 1``.
 
-    Example:
+    Examples:
         >>> import math
         >>> round(poly_loss_from_log_prob(math.log(0.5), 0.5, PolySpec.poly1(1.0)), 6)
         1.193147

@@ -94,7 +94,7 @@ class PolySpec:
             that increases somewhere on ``p in (0, 1)``.
         TypeError: a field that is not a number.
 
-    Example:
+    Examples:
         >>> spec = PolySpec.poly1(epsilon=1.0)
         >>> spec.coefficients(3).tolist()
         [2.0, 0.5, 0.3333333333333333]
@@ -191,7 +191,7 @@ class PolySpec:
 
         ``alpha_j`` multiplies ``(1 - p)^(j + gamma)``.
 
-        Example:
+        Examples:
             >>> PolySpec.drop(1).coefficients(3).tolist()
             [0.0, 0.5, 0.3333333333333333]
         """

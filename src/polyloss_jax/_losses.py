@@ -126,7 +126,7 @@ def poly_loss(
             Under ``jax.jit`` label values cannot be inspected: such an example
             yields ``NaN`` instead, never a plausible number.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from polyloss_core import PolySpec
         >>> logits = jnp.array([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
@@ -202,7 +202,7 @@ def poly1_cross_entropy(
             non-floating logits, a traced ``epsilon``.
         ValueError: ``epsilon < -1``, mismatched shapes or a bad ``axis``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
         >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -270,7 +270,7 @@ def poly1_cross_entropy_with_integer_labels(
         ValueError: ``epsilon < -1``, mismatched shapes, a bad ``axis`` or (eagerly)
             a label outside ``[0, C)``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
         >>> labels = jnp.array([0, 1])
@@ -333,7 +333,7 @@ def poly1_sigmoid_focal_loss(
             mismatched shapes or (eagerly) targets outside ``[0, 1]``; under ``jit``
             such elements give ``NaN``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> logits = jnp.array([[2.0, -1.0], [0.0, 3.0]])
         >>> labels = jnp.array([[1.0, 0.0], [1.0, 0.0]])

@@ -92,7 +92,7 @@ def poly_loss(
     Inside ``tf.function``, XLA or ``jax.jit`` nothing can raise: an out-of-range
     class index gives ``NaN`` for its example (never a plausible number).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from polyloss_core import PolySpec
         >>> logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]], dtype="float32")
@@ -144,7 +144,7 @@ def poly1_categorical_crossentropy(
     Returns:
         The per-example loss (float32 for half-precision ``y_pred``, else its dtype).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> y_true = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype="float32")
         >>> y_pred = np.array([[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]], dtype="float32")
@@ -201,7 +201,7 @@ def poly1_sparse_categorical_crossentropy(
         ValueError: (eagerly) a label outside ``[0, C)`` other than ``ignore_class``.
             Inside ``tf.function`` / XLA / ``jax.jit`` such an example's loss is ``NaN``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> y_pred = np.array([[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]], dtype="float32")
         >>> loss = poly1_sparse_categorical_crossentropy(np.array([1, 2]), y_pred, epsilon=1.0)
@@ -259,7 +259,7 @@ def poly1_categorical_focal_crossentropy(
     Returns:
         The per-example loss (float32 for half-precision ``y_pred``, else its dtype).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> y_true = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype="float32")
         >>> y_pred = np.array([[0.2, 0.7, 0.1], [0.3, 0.3, 0.4]], dtype="float32")
@@ -311,7 +311,7 @@ def poly1_binary_crossentropy(
     Returns:
         The loss averaged over ``axis`` (float32 for half-precision ``y_pred``, else its dtype).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> y_true = np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")
         >>> y_pred = np.array([[0.6, 0.4], [0.4, 0.6]], dtype="float32")
@@ -375,7 +375,7 @@ def poly1_binary_focal_crossentropy(
     Returns:
         The loss averaged over ``axis`` (float32 for half-precision ``y_pred``, else its dtype).
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> y_true = np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")
         >>> y_pred = np.array([[0.6, 0.4], [0.4, 0.6]], dtype="float32")

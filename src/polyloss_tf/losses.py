@@ -98,7 +98,7 @@ class Poly1CategoricalCrossentropy(_ConfiguredLoss):
         ``y_true`` and ``y_pred``: ``(N, ..., C)`` (``C`` on ``axis``); unreduced
         output: ``(N, ...)``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> y_true = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype="float32")
         >>> y_pred = np.array([[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]], dtype="float32")
@@ -179,7 +179,7 @@ class Poly1SparseCategoricalCrossentropy(_ConfiguredLoss):
         ValueError: at call time, eagerly, for a label outside ``[0, C)`` that is not
             ``ignore_class``; inside a compiled graph that example's loss is ``NaN``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> y_pred = np.array([[0.05, 0.95, 0.0], [0.1, 0.8, 0.1]], dtype="float32")
         >>> loss = Poly1SparseCategoricalCrossentropy(epsilon=1.0)
@@ -254,7 +254,7 @@ class Poly1BinaryCrossentropy(_ConfiguredLoss):
         ``y_true`` and ``y_pred``: ``(N, ..., D)`` (``(N,)`` labels with ``(N, 1)``
         predictions are lined up as in Keras); unreduced output: ``(N, ...)``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> y_true = np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")
         >>> y_pred = np.array([[0.6, 0.4], [0.4, 0.6]], dtype="float32")
@@ -336,7 +336,7 @@ class Poly1CategoricalFocalCrossentropy(_ConfiguredLoss):
     Shape:
         ``y_true`` and ``y_pred``: ``(N, ..., C)``; unreduced output: ``(N, ...)``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> y_true = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype="float32")
         >>> y_pred = np.array([[0.2, 0.7, 0.1], [0.3, 0.3, 0.4]], dtype="float32")
@@ -423,7 +423,7 @@ class Poly1BinaryFocalCrossentropy(_ConfiguredLoss):
     Shape:
         ``y_true`` and ``y_pred``: ``(N, ..., D)``; unreduced output: ``(N, ...)``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> y_true = np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")
         >>> y_pred = np.array([[0.6, 0.4], [0.4, 0.6]], dtype="float32")
@@ -522,7 +522,7 @@ class PolyLoss(_ConfiguredLoss):
         ``y_pred``: ``(N, ..., C)`` with ``C`` on ``axis``; ``y_true``: the same shape
         (targets) or without ``axis`` (class indices); unreduced output: ``(N, ...)``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from polyloss_core import PolySpec, check_family
         >>> loss = PolyLoss(PolySpec.poly_n(2.0, -0.5), from_logits=True)
