@@ -66,7 +66,7 @@ class PolyLoss(nn.Module):
         ValueError: an unknown ``family`` or ``reduction``, or an ``alpha`` or
             ``weight`` that does not fit (checked here, before any call).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from polyloss_core import PolySpec
         >>> loss_fn = PolyLoss(PolySpec.poly1_focal(epsilon=1.0, gamma=2.0))
@@ -158,7 +158,7 @@ class Poly1CrossEntropyLoss(nn.Module):
         ValueError: ``epsilon < -1``, ``label_smoothing`` outside ``[0, 1)`` or an
             unknown ``reduction`` (checked here, before any call).
 
-    Example:
+    Examples:
         >>> import torch
         >>> loss_fn = Poly1CrossEntropyLoss(epsilon=2.0, ignore_index=255)
         >>> loss_fn
@@ -244,7 +244,7 @@ class Poly1FocalLoss(nn.Module):
         ValueError: ``epsilon < -1``, ``alpha > 1``, ``gamma < 0`` or an unknown
             ``reduction`` (checked here, before any call).
 
-    Example:
+    Examples:
         >>> import torch
         >>> loss_fn = Poly1FocalLoss(epsilon=-1.0, reduction="sum")
         >>> loss_fn

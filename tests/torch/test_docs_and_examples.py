@@ -71,4 +71,4 @@ def test_public_api() -> None:
         assert doc is not None
         assert "arXiv:2204.12511" in doc, name
         assert "Shape:" in doc, name
-        assert "Example:" in doc, name
+        assert "Examples:" in doc, name
