@@ -57,7 +57,14 @@ def _match_rank(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
 
 
 class _ConfiguredLoss(keras.losses.Loss):
-    """Validation of the common arguments and the ``dtype`` entry of ``get_config``."""
+    """Validation of the common arguments, and ``get_config``.
+
+    Each subclass names, in ``_config_keys``, the constructor arguments it keeps
+    as attributes; ``get_config`` returns those next to Keras' own ``name``,
+    ``reduction`` and ``dtype``, so every constructor argument round-trips.
+    """
+
+    _config_keys: tuple[str, ...] = ()
 
     def __init__(self, *, reduction: Any, name: str | None, dtype: Any) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)  # Keras checks `reduction`
@@ -66,6 +73,7 @@ class _ConfiguredLoss(keras.losses.Loss):
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = super().get_config()
         config["dtype"] = self._dtype_arg
+        config.update({key: getattr(self, key) for key in self._config_keys})
         return config
 
 
@@ -136,17 +144,12 @@ class Poly1CategoricalCrossentropy(_ConfiguredLoss):
             y_true, y_pred, self.epsilon, self.from_logits, self.label_smoothing, self.axis
         )
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "epsilon": self.epsilon,
-                "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing,
-                "axis": self.axis,
-            }
-        )
-        return config
+    _config_keys = (
+        "epsilon",
+        "from_logits",
+        "label_smoothing",
+        "axis",
+    )
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -216,17 +219,12 @@ class Poly1SparseCategoricalCrossentropy(_ConfiguredLoss):
             y_true, y_pred, self.epsilon, self.from_logits, self.ignore_class, self.axis
         )
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "epsilon": self.epsilon,
-                "from_logits": self.from_logits,
-                "ignore_class": self.ignore_class,
-                "axis": self.axis,
-            }
-        )
-        return config
+    _config_keys = (
+        "epsilon",
+        "from_logits",
+        "ignore_class",
+        "axis",
+    )
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -292,17 +290,12 @@ class Poly1BinaryCrossentropy(_ConfiguredLoss):
             y_true, y_pred, self.epsilon, self.from_logits, self.label_smoothing, self.axis
         )
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "epsilon": self.epsilon,
-                "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing,
-                "axis": self.axis,
-            }
-        )
-        return config
+    _config_keys = (
+        "epsilon",
+        "from_logits",
+        "label_smoothing",
+        "axis",
+    )
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -378,19 +371,14 @@ class Poly1CategoricalFocalCrossentropy(_ConfiguredLoss):
             y_true, y_pred, self.epsilon, self.alpha, self.gamma, self.from_logits, self.label_smoothing, self.axis
         )
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "epsilon": self.epsilon,
-                "alpha": self.alpha,
-                "gamma": self.gamma,
-                "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing,
-                "axis": self.axis,
-            }
-        )
-        return config
+    _config_keys = (
+        "epsilon",
+        "alpha",
+        "gamma",
+        "from_logits",
+        "label_smoothing",
+        "axis",
+    )
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -475,20 +463,15 @@ class Poly1BinaryFocalCrossentropy(_ConfiguredLoss):
             self.axis,
         )
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "epsilon": self.epsilon,
-                "apply_class_balancing": self.apply_class_balancing,
-                "alpha": self.alpha,
-                "gamma": self.gamma,
-                "from_logits": self.from_logits,
-                "label_smoothing": self.label_smoothing,
-                "axis": self.axis,
-            }
-        )
-        return config
+    _config_keys = (
+        "epsilon",
+        "apply_class_balancing",
+        "alpha",
+        "gamma",
+        "from_logits",
+        "label_smoothing",
+        "axis",
+    )
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
