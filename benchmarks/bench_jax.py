@@ -1,229 +1,161 @@
-"""Speed and memory of polyloss_jax relative to optax's own cross-entropy.
-
-What is timed: one jitted ``jax.value_and_grad`` step of the mean loss with
-respect to the logits (forward and backward), ``block_until_ready`` after every
-call. Every implementation is compiled and warmed up first; then each round
-runs all implementations back to back (the order rotates from round to round)
-and records the mean time per call. A row's ``ratio`` is the median over rounds
-of ``ours / native`` measured in the same round, so machine-wide slowdowns (other
-processes on the cores) cancel instead of biasing one side.
-
-Rows, for each shape ``(N, C)`` in ``(4096, 1000)`` and ``(65536, 10)``:
-
-- ``poly1 integer labels``: :func:`polyloss_jax.poly1_cross_entropy_with_integer_labels`
-  against :func:`optax.losses.softmax_cross_entropy_with_integer_labels`.
-- ``optax poly_loss_cross_entropy one-hot (peer)``: optax's own PolyLoss, which
-  needs one-hot labels (built once, outside the timed step), against the same
-  integer-label cross-entropy.
-- ``poly1 one-hot labels``: :func:`polyloss_jax.poly1_cross_entropy` against
-  :func:`optax.losses.softmax_cross_entropy` on the same one-hot labels.
-
-``mem_ratio`` compares XLA's own accounting of the compiled step (argument +
-output + temporary buffers, from ``Compiled.memory_analysis()``), computed for
-each shape in a fresh subprocess. Process RSS was tried and rejected: the
-allocator's caching made it vary by 2-3x between identical runs.
+"""polyloss_jax against optax's own losses, on CPU.
 
 Usage::
 
-    python benchmarks/bench_jax.py            # 25 rounds
-    python benchmarks/bench_jax.py --quick    # 7 rounds (smoke run)
+    python benchmarks/bench_jax.py [--quick | --dry-run] [--only TEXT] [--json PATH]
 
-``run(quick)`` returns the rows as dicts ``{framework, case, shape, ours_s,
-native_s, ratio, mem_ratio}`` for an aggregate benchmark to import.
+What is timed: one ``jax.jit(jax.value_and_grad(mean loss))`` call with respect
+to the logits, then ``block_until_ready``; every step is compiled and warmed up
+before the interleaved rounds of ``benchmarks/harness.py``. XLA runs on one
+thread (``harness.SINGLE_THREAD_ENV`` sets ``XLA_FLAGS``; the script restarts
+itself with it), and the clock is the process' CPU time, which includes XLA's
+worker thread.
+
+For every shape and variant of ``benchmarks/cases.py`` (classes on the last
+axis, optax's convention):
+
+* native: ``optax.losses.softmax_cross_entropy_with_integer_labels`` for
+  integer labels, ``optax.losses.softmax_cross_entropy`` for probabilities;
+  with label smoothing, ``softmax_cross_entropy`` of
+  ``optax.smooth_labels(one_hot(labels))``, built inside the step from the same
+  integer labels ours receives; ``optax.losses.sigmoid_binary_cross_entropy``
+  for the sigmoid variant.
+* ours: ``poly1_cross_entropy_with_integer_labels``, ``poly1_cross_entropy``,
+  ``poly_loss`` with a ``PolySpec``, ``poly1_sigmoid_focal_loss``.
+* peers: ``optax.losses.poly_loss_cross_entropy`` (for integer labels it needs
+  one-hot labels, built once outside the step, so it is charged nothing for
+  them) and ``optax.losses.sigmoid_focal_loss``.
+
+``mem_ratio`` compares XLA's accounting of each compiled step (argument +
+output + temporary bytes, less aliased ones, from
+``Compiled.memory_analysis()``). It is known at compile time, so one fresh
+subprocess measures a whole group. Process RSS was tried and rejected: the
+allocator's caching made it vary 2-3x between identical runs.
+
+``run(quick)`` returns one dict per (contender, shape, variant) with at least
+``framework``, ``case``, ``shape``, ``ours_s``, ``native_s``, ``ratio`` and
+``mem_ratio``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
-import subprocess
-import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+from cases import ALPHA, EPSILON, GAMMA, SMOOTHING, SPEC_LABELS, Shape, Variant, make_inputs, spec_for
+from harness import ensure_src_importable
+from matrix import Contender, Group, Suite, cli
 
-from polyloss_jax import poly1_cross_entropy, poly1_cross_entropy_with_integer_labels
+ensure_src_importable()
 
-SHAPES: tuple[tuple[int, int], ...] = ((4096, 1000), (65536, 10))
-EPSILON = 1.0
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
 
-# name -> (loss of (logits, integer labels, one-hot labels), which labels it reads)
-LOSSES: dict[str, Callable[[jax.Array, jax.Array, jax.Array], jax.Array]] = {
-    "optax_ce_int": lambda z, y, q: optax.losses.softmax_cross_entropy_with_integer_labels(z, y),
-    "poly1_int": lambda z, y, q: poly1_cross_entropy_with_integer_labels(z, y, epsilon=EPSILON),
-    "optax_poly_onehot": lambda z, y, q: optax.losses.poly_loss_cross_entropy(z, q, epsilon=EPSILON),
-    "optax_ce_onehot": lambda z, y, q: optax.losses.softmax_cross_entropy(z, q),
-    "poly1_onehot": lambda z, y, q: poly1_cross_entropy(z, q, epsilon=EPSILON),
-}
-USES_ONE_HOT = {"optax_poly_onehot", "optax_ce_onehot", "poly1_onehot"}
-
-# (case, ours, native)
-ROWS: tuple[tuple[str, str, str], ...] = (
-    ("poly1 integer labels vs optax integer CE", "poly1_int", "optax_ce_int"),
-    ("optax poly_loss_cross_entropy one-hot (peer) vs optax integer CE", "optax_poly_onehot", "optax_ce_int"),
-    ("poly1 one-hot labels vs optax softmax_cross_entropy", "poly1_onehot", "optax_ce_onehot"),
+from polyloss_jax import (  # noqa: E402
+    PolySpec,
+    poly1_cross_entropy,
+    poly1_cross_entropy_with_integer_labels,
+    poly1_sigmoid_focal_loss,
+    poly_loss,
 )
 
-
-def _inputs(shape: tuple[int, int], seed: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
-    rng = np.random.default_rng(seed)
-    n, c = shape
-    logits = jnp.asarray(rng.normal(scale=2.0, size=shape), jnp.float32)
-    labels = jnp.asarray(rng.integers(0, c, size=n), jnp.int32)
-    return logits, labels, jax.nn.one_hot(labels, c, dtype=jnp.float32)
+Loss = Callable[[jax.Array, jax.Array], jax.Array]
 
 
-def _step(name: str) -> Callable[..., Any]:
-    loss = LOSSES[name]
+class Step:
+    """A jitted ``value_and_grad`` of the mean loss, bound to its inputs; calling it waits for the result."""
 
-    def mean_loss(z: jax.Array, y: jax.Array, q: jax.Array) -> jax.Array:
-        return jnp.mean(loss(z, y, q))
+    def __init__(self, loss: Loss, logits: jax.Array, labels: jax.Array) -> None:
+        self.compiled = jax.jit(jax.value_and_grad(lambda z, y: jnp.mean(loss(z, y))))
+        self.args = (logits, labels)
 
-    return jax.jit(jax.value_and_grad(mean_loss))
+    def __call__(self) -> None:
+        jax.block_until_ready(self.compiled(*self.args))
 
-
-def _args(name: str, z: jax.Array, y: jax.Array, q: jax.Array) -> tuple[jax.Array, ...]:
-    # Pass only what the loss reads, so no implementation is charged for the other's labels.
-    dummy = jnp.zeros((), jnp.float32)
-    return (z, y, dummy) if name not in USES_ONE_HOT else (z, jnp.zeros((), jnp.int32), q)
-
-
-def time_shape(shape: tuple[int, int], rounds: int, warmup: int = 3) -> dict[str, list[float]]:
-    """Per-round mean seconds per call of every implementation, measured interleaved."""
-    z, y, q = _inputs(shape)
-    names = list(LOSSES)
-    steps = {n: _step(n) for n in names}
-    args = {n: _args(n, z, y, q) for n in names}
-    # Calls per round: about 0.15 s of work per implementation (at least 2 calls).
-    per_call = {}
-    for n in names:
-        for _ in range(warmup):
-            jax.block_until_ready(steps[n](*args[n]))
-        start = time.perf_counter()
-        jax.block_until_ready(steps[n](*args[n]))
-        per_call[n] = time.perf_counter() - start
-    calls = max(2, int(0.15 / max(min(per_call.values()), 1e-6)))
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for n in order:
-            start = time.perf_counter()
-            for _ in range(calls):
-                jax.block_until_ready(steps[n](*args[n]))
-            times[n].append((time.perf_counter() - start) / calls)
-    return times
+    def memory_bytes(self) -> int:
+        stats = self.compiled.lower(*self.args).compile().memory_analysis()
+        used = stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+        return int(used - stats.alias_size_in_bytes)
 
 
-def memory_bytes(shape: tuple[int, int]) -> dict[str, int]:
-    """XLA's argument + output + temporary bytes of every compiled step (run in a subprocess)."""
-    z, y, q = _inputs(shape)
-    out = {}
-    for n in LOSSES:
-        compiled = _step(n).lower(*_args(n, z, y, q)).compile()
-        stats = compiled.memory_analysis()
-        out[n] = int(
-            stats.argument_size_in_bytes
-            + stats.output_size_in_bytes
-            + stats.temp_size_in_bytes
-            - stats.alias_size_in_bytes
-        )
-    return out
+def _smoothed_native(z: jax.Array, y: jax.Array) -> jax.Array:
+    targets = optax.smooth_labels(jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype), SMOOTHING)
+    return optax.losses.softmax_cross_entropy(z, targets)
 
 
-def _memory_in_subprocess(shape: tuple[int, int]) -> dict[str, int]:
-    env = dict(os.environ)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
-    result = subprocess.run(
-        [sys.executable, __file__, "--memory-for", f"{shape[0]}x{shape[1]}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {k: int(v) for k, v in json.loads(result.stdout.strip().splitlines()[-1]).items()}
+class JaxSuite(Suite):
+    def __init__(self) -> None:
+        super().__init__("jax", __file__, memory_per_group=True, channels_last=True)
 
+    def setup(self) -> None:
+        pass  # one XLA thread comes from XLA_FLAGS; inputs come from seeded NumPy
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
-    """Benchmark rows ``{framework, case, shape, ours_s, native_s, ratio, mem_ratio}``.
+    def versions(self) -> dict[str, str]:
+        return {"jax": jax.__version__, "optax": optax.__version__}
 
-    ``ours_s`` and ``native_s`` are medians of the per-round mean seconds per call,
-    ``ratio`` the median of the per-round ratios (not the ratio of the medians).
-    """
-    rounds = 7 if quick else 25
-    rows = []
-    for shape in SHAPES:
-        times = time_shape(shape, rounds)
-        memory = _memory_in_subprocess(shape)
-        for case, ours, native in ROWS:
-            ratios = [a / b for a, b in zip(times[ours], times[native], strict=True)]
-            rows.append(
-                {
-                    "framework": "jax",
-                    "case": case,
-                    "shape": list(shape),
-                    "ours_s": statistics.median(times[ours]),
-                    "native_s": statistics.median(times[native]),
-                    "ratio": statistics.median(ratios),
-                    "mem_ratio": memory[ours] / memory[native],
-                    # Spread of the per-round ratios, to judge the noise.
-                    "ratio_iqr": _iqr(ratios),
-                    "rounds": rounds,
-                }
+    def group(self, shape: Shape, variant: Variant) -> Group:
+        arrays = make_inputs(shape, variant, channels_last=True)
+        logits = jnp.asarray(arrays["logits"])
+        labels = {
+            kind: jnp.asarray(array, jnp.int32 if kind == "index" else jnp.float32)
+            for kind, array in arrays.items()
+            if kind != "logits"
+        }
+        group = Group(lambda loss, kind: Step(loss, logits, labels[kind]))
+        add = group.add
+
+        key = variant.key
+        integer_ce = optax.losses.softmax_cross_entropy_with_integer_labels
+        if key in ("poly1-int", "poly3-int", "poly1-focal-softmax"):
+            add("native", "optax softmax_cross_entropy_with_integer_labels", "native", integer_ce, "index", "ce:index")
+        if key == "poly1-int":
+            add("ours", "poly1_cross_entropy_with_integer_labels", "ours",
+                lambda z, y: poly1_cross_entropy_with_integer_labels(z, y, epsilon=EPSILON), "index")  # fmt: skip
+            labels["one-hot"] = jax.nn.one_hot(labels["index"], shape.num_classes, dtype=jnp.float32)
+            add("peer-optax", "optax poly_loss_cross_entropy (one-hot labels)", "peer",
+                lambda z, q: optax.losses.poly_loss_cross_entropy(z, q, epsilon=EPSILON), "one-hot")  # fmt: skip
+        elif key in ("poly1-onehot", "poly1-soft"):
+            add("native", "optax softmax_cross_entropy", "native", optax.losses.softmax_cross_entropy, variant.labels)
+            add("ours", "poly1_cross_entropy", "ours",
+                lambda z, q: poly1_cross_entropy(z, q, epsilon=EPSILON), variant.labels)  # fmt: skip
+            add("peer-optax", "optax poly_loss_cross_entropy", "peer",
+                lambda z, q: optax.losses.poly_loss_cross_entropy(z, q, epsilon=EPSILON), variant.labels)  # fmt: skip
+        elif key == "poly1-smooth":
+            add("native", "optax softmax_cross_entropy(smooth_labels(one_hot))", "native", _smoothed_native, "index")
+            spec = PolySpec.poly1(EPSILON, label_smoothing=SMOOTHING)
+            add(
+                "ours",
+                "poly_loss(PolySpec.poly1(label_smoothing))",
+                "ours",
+                lambda z, y: poly_loss(z, y, spec),
+                "index",
             )
-        speedup = [a / b for a, b in zip(times["optax_poly_onehot"], times["poly1_int"], strict=True)]
-        rows.append(
-            {
-                "framework": "jax",
-                "case": "speed-up of poly1 integer labels over optax poly_loss_cross_entropy one-hot",
-                "shape": list(shape),
-                "ours_s": statistics.median(times["poly1_int"]),
-                "native_s": statistics.median(times["optax_poly_onehot"]),
-                "ratio": statistics.median(speedup),
-                "mem_ratio": memory["optax_poly_onehot"] / memory["poly1_int"],
-                "ratio_iqr": _iqr(speedup),
-                "rounds": rounds,
-            }
-        )
-    return rows
+        elif key in SPEC_LABELS:
+            spec = spec_for(key)
+            add("ours", SPEC_LABELS[key], "ours", lambda z, y: poly_loss(z, y, spec), "index")
+        elif key == "poly1-focal-sigmoid":
+            add("native", "optax sigmoid_binary_cross_entropy", "native",
+                optax.losses.sigmoid_binary_cross_entropy, "binary")  # fmt: skip
+            add("ours", "poly1_sigmoid_focal_loss", "ours",
+                lambda z, t: poly1_sigmoid_focal_loss(z, t, epsilon=EPSILON, alpha=ALPHA, gamma=GAMMA), "binary")  # fmt: skip
+            add("peer-optax", "optax sigmoid_focal_loss", "peer",
+                lambda z, t: optax.losses.sigmoid_focal_loss(z, t, alpha=ALPHA, gamma=GAMMA), "binary")  # fmt: skip
+        else:
+            raise ValueError(f"unknown variant {key!r}")
+        return group
+
+    def peak_bytes(self, shape: Shape, variant: Variant, contender: Contender) -> int:
+        step = contender.step
+        if not isinstance(step, Step):
+            raise TypeError(f"expected a bench_jax.Step, got {type(step).__name__}")
+        return step.memory_bytes()
 
 
-def _iqr(values: list[float]) -> tuple[float, float]:
-    q = statistics.quantiles(values, n=4)
-    return (q[0], q[2])
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="polyloss_jax vs optax: jitted value_and_grad time and memory")
-    parser.add_argument("--quick", action="store_true", help="7 rounds instead of 25")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    parser.add_argument("--memory-for", help=argparse.SUPPRESS)  # internal: NxC, run in a subprocess
-    args = parser.parse_args(argv)
-    if args.memory_for:
-        n, c = (int(v) for v in args.memory_for.split("x"))
-        print(json.dumps(memory_bytes((n, c))))
-        return
-    rows = run(quick=args.quick)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return
-    print(f"jax {jax.__version__}, optax {optax.__version__}, device {jax.devices()[0].device_kind}")
-    print(f"{'shape':>12}  {'ours ms':>8}  {'native ms':>9}  {'ratio':>6}  {'IQR':>13}  {'mem':>5}  case")
-    for row in rows:
-        low, high = row["ratio_iqr"]
-        print(
-            f"{'x'.join(map(str, row['shape'])):>12}  {row['ours_s'] * 1e3:8.2f}  {row['native_s'] * 1e3:9.2f}  "
-            f"{row['ratio']:6.3f}  [{low:5.3f},{high:5.3f}]  {row['mem_ratio']:5.2f}  {row['case']}"
-        )
+def run(quick: bool = False, dry: bool = False) -> list[dict[str, Any]]:
+    """Benchmark rows (``quick``: a smoke run; ``dry``: tiny shapes, every loss once, no timing)."""
+    return JaxSuite().run(quick, dry)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(cli(JaxSuite()))

@@ -149,6 +149,13 @@ def _loss_from_cross_entropy(ce: Tensor, one_minus_p: Tensor, spec: PolySpec) ->
     written without negating ``ce`` twice. For soft sigmoid targets ``ce`` is
     ``BCE(z, t)`` and ``1 - p`` is ``1 - p_t``, as SPEC section 3 defines.
     """
+    if spec.gamma == 0.0 and len(spec.epsilons) == 1 and spec.epsilons[0] != 0.0:
+        # Poly-1, ``ce + eps (1 - p)``, as one multiply-add kernel instead of a multiply and an add.
+        # Right after the cross-entropy has streamed the logits through the caches, every extra
+        # small kernel (and its backward node) costs several times what it does in a tight loop:
+        # on CPU at (4096, 1000) about a quarter of a percent of F.cross_entropy each
+        # (docs/benchmarks.md, "The PyTorch (4096, 1000) case").
+        return torch.add(ce, one_minus_p, alpha=spec.epsilons[0])
     one_minus_p = _safe_one_minus_p(one_minus_p, spec)
     factor = focal_factor(one_minus_p, spec.gamma)
     base = ce if isinstance(factor, float) else ce * factor
@@ -193,13 +200,62 @@ def _per_class_loss(z: Tensor, spec: PolySpec, class_dim: int, scale: Tensor | N
     return per_class
 
 
+def _smoothed_poly1(z: Tensor, index: Tensor, spec: PolySpec, class_dim: int) -> Tensor:
+    """Poly-1 with label smoothing and class indices, from one ``log_softmax`` and no per-class polynomial.
+
+    With ``q' = (1 - s) onehot(y) + s / C`` the loss is ``(1 - s) l(p_y) + (s / C) sum_c l(p_c)``,
+    and for Poly-1 ``sum_c l(p_c) = sum_c -log p_c + eps sum_c (1 - p_c) = sum_c -log p_c + eps (C - 1)``
+    because the probabilities sum to 1. Only for ``gamma = 0``, one epsilon and no per-class weights.
+    """
+    num_classes = z.shape[class_dim]
+    smoothing, epsilon = spec.label_smoothing, spec.epsilons[0]
+    log_p = F.log_softmax(z, dim=class_dim)
+    ce = -log_p.gather(class_dim, index.unsqueeze(class_dim)).squeeze(class_dim)
+    at_target = torch.add(ce, -torch.expm1(-ce), alpha=epsilon)
+    uniform = log_p.sum(dim=class_dim)  # -sum_c -log p_c
+    constant = smoothing * epsilon * (num_classes - 1) / num_classes
+    return torch.add((1.0 - smoothing) * at_target, uniform, alpha=-smoothing / num_classes) + constant
+
+
+def _index_target_loss(
+    z: Tensor,
+    indices: Tensor,
+    safe_indices: Tensor,
+    ignored: Tensor | None,
+    spec: PolySpec,
+    scale: Tensor | None,
+    ignore_index: int,
+    class_dim: int,
+) -> Tensor:
+    """Per-example loss for class indices; ``ignored`` marks ``ignore_index`` entries (``None``: there are none)."""
+    smoothing = spec.label_smoothing
+    if not smoothing:
+        # Hard labels: every member of the family is a function of torch's fused CE (SPEC section 4).
+        keep = None if ignored is None else ~ignored
+        ce, one_minus_p = target_cross_entropy(z, indices, safe_indices, keep, ignore_index, class_dim)
+        per_example = _loss_from_cross_entropy(ce, one_minus_p, spec)
+        if scale is not None:
+            # Ignored entries are exactly 0 already (CE is 0 there), whatever weight multiplies them.
+            per_example = per_example * _per_target(scale, safe_indices)
+        return per_example
+    if scale is None and spec.gamma == 0.0 and len(spec.epsilons) == 1:
+        per_example = _smoothed_poly1(z, safe_indices, spec, class_dim)
+    else:
+        num_classes = z.shape[class_dim]
+        per_class = _per_class_loss(z, spec, class_dim, scale)
+        picked = per_class.gather(class_dim, safe_indices.unsqueeze(class_dim)).squeeze(class_dim)
+        per_example = (1.0 - smoothing) * picked + (smoothing / num_classes) * per_class.sum(dim=class_dim)
+    return per_example if ignored is None else per_example.masked_fill(ignored, 0.0)
+
+
 def _softmax_loss(
     input: Tensor, target: Tensor, spec: PolySpec, weight: Any, ignore_index: int, reduction: str
 ) -> Tensor:
     class_dim = 0 if input.dim() == 1 else 1
     num_classes = input.shape[class_dim]
     check_family(spec, "softmax", num_classes)
-    z = input.to(_compute_dtype(input.dtype))
+    dtype = _compute_dtype(input.dtype)
+    z = input if input.dtype == dtype else input.to(dtype)
     class_weight = _check_weight(weight, num_classes, z.dtype)
     smoothing = spec.label_smoothing
     # spec.is_cross_entropy, spelled out: torch.compile cannot read properties of frozen dataclasses.
@@ -216,6 +272,9 @@ def _softmax_loss(
             # torch's own kernel, bit for bit.
             return F.cross_entropy(z, q, weight=class_weight, reduction=reduction, label_smoothing=smoothing)
         alpha_scalar, scale = _alpha_parts(spec, class_weight, z)
+        # Even one-hot rows take the per-class path: telling them apart from soft ones means reading
+        # the targets (a max, a sum and an index per row), which on CPU costs about as much as the
+        # class-index path saves. docs/benchmarks.md tells users with one-hot targets to pass indices.
         if smoothing:
             q = (1.0 - smoothing) * q + smoothing / num_classes
         per_example = (q * _per_class_loss(z, spec, class_dim, scale)).sum(dim=class_dim)
@@ -242,20 +301,7 @@ def _softmax_loss(
         alpha_scalar, scale = _alpha_parts(spec, class_weight, z)
         ignored = None if may_ignore is False else indices == ignore_index
         safe_indices = indices if ignored is None else indices.masked_fill(ignored, 0)
-        if not smoothing:
-            # Hard labels: every member of the family is a function of torch's fused CE (SPEC section 4).
-            keep = None if ignored is None else ~ignored
-            ce, one_minus_p = target_cross_entropy(z, indices, safe_indices, keep, ignore_index, class_dim)
-            per_example = _loss_from_cross_entropy(ce, one_minus_p, spec)
-            if scale is not None:
-                # Ignored entries are exactly 0 already (CE is 0 there), whatever weight multiplies them.
-                per_example = per_example * _per_target(scale, safe_indices)
-        else:
-            per_class = _per_class_loss(z, spec, class_dim, scale)
-            picked = per_class.gather(class_dim, safe_indices.unsqueeze(class_dim)).squeeze(class_dim)
-            per_example = (1.0 - smoothing) * picked + (smoothing / num_classes) * per_class.sum(dim=class_dim)
-            if ignored is not None:
-                per_example = per_example.masked_fill(ignored, 0.0)
+        per_example = _index_target_loss(z, indices, safe_indices, ignored, spec, scale, ignore_index, class_dim)
         # torch's weighted mean: divide by the summed `weight` of the non-ignored targets.
         # spec.alpha scales the loss but, like the focal loss' alpha, is no normaliser.
         denominator = None
@@ -416,7 +462,7 @@ def poly_loss(
         check is skipped; an out-of-range index then fails in the kernel's own
         bounds check (a ``RuntimeError`` or ``IndexError``), never silently.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from polyloss_core import PolySpec
         >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
@@ -536,7 +582,7 @@ def poly1_cross_entropy(
             unknown ``reduction``, mismatched shapes, or a class index outside
             ``[0, C)`` that is not ``ignore_index``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> import torch.nn.functional as F
         >>> logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
@@ -603,7 +649,7 @@ def poly1_focal_loss(
         ValueError: ``epsilon < -1``, ``alpha > 1``, ``gamma < 0``, an unknown
             ``reduction``, mismatched shapes, or targets outside ``[0, 1]``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> logits = torch.tensor([[3.0, -2.0], [0.0, 1.0]])
         >>> target = torch.tensor([[1.0, 0.0], [0.0, 1.0]])

@@ -1,0 +1,143 @@
+"""polyloss_tf against Keras' own losses on the TensorFlow backend, for the whole (shape x variant) matrix.
+
+``bench_keras.py`` measures three Poly-1 losses at two shapes; this module
+runs the same kind of step (``bench_keras._step``: a ``tf.function`` that
+returns the loss and its gradient with respect to the logits, in graph mode)
+for every shape and variant of ``benchmarks/cases.py``, with the shared loop of
+``benchmarks/harness.py``.
+
+Usage::
+
+    python benchmarks/bench_keras_extra.py [--quick | --dry-run] [--only TEXT] [--json PATH]
+
+Contenders (every loss takes logits, ``from_logits=True``, default reduction;
+classes last, Keras' convention):
+
+* native: ``SparseCategoricalCrossentropy`` for integer labels,
+  ``CategoricalCrossentropy`` for one-hot and soft labels and, as Keras' sparse
+  loss has no ``label_smoothing``, for smoothed one-hot labels;
+  ``BinaryCrossentropy`` for the sigmoid variant.
+* ours: ``Poly1SparseCategoricalCrossentropy``, ``Poly1CategoricalCrossentropy``,
+  ``PolyLoss`` with a ``PolySpec`` (Poly-3), ``Poly1CategoricalFocalCrossentropy``
+  (one-hot labels, like the Keras loss it extends), ``Poly1BinaryFocalCrossentropy``.
+* peers: ``CategoricalFocalCrossentropy`` and ``BinaryFocalCrossentropy``, with
+  the same ``alpha``, ``gamma`` and class balancing as ours.
+
+TensorFlow runs with one intra-op and one inter-op thread, and the clock is the
+process' CPU time. Peak memory is what the TensorFlow CPU allocator holds at
+the peak of a warm step above what it held before (``get_memory_info``), each
+contender in its own fresh subprocess in a full run.
+
+``run(quick)`` returns one dict per (contender, shape, variant) with at least
+``framework``, ``case``, ``shape``, ``ours_s``, ``native_s``, ``ratio`` and
+``mem_ratio``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cases import ALPHA, EPSILON, GAMMA, SMOOTHING, Shape, Variant, make_inputs, spec_for
+from harness import ensure_src_importable
+from matrix import Contender, Group, Suite, cli
+
+ensure_src_importable()
+
+import bench_keras  # noqa: E402  (sets KERAS_BACKEND=tensorflow unless already set)
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import polyloss_tf  # noqa: E402
+
+
+class Step:
+    """``bench_keras``'s graph-mode step of one loss, bound to its inputs; calling it waits for the result."""
+
+    def __init__(self, loss: Any, logits: Any, labels: Any) -> None:
+        self.function = bench_keras._step(loss, "graph")
+        self.logits, self.labels = logits, labels
+
+    def __call__(self) -> None:
+        bench_keras._call(self.function, self.logits, self.labels)
+
+
+class KerasSuite(Suite):
+    def __init__(self) -> None:
+        super().__init__("keras-tf", __file__, memory_per_group=False, channels_last=True)
+
+    def setup(self) -> None:
+        bench_keras._require_tensorflow()
+        if not getattr(KerasSuite, "_threads_set", False):
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+            KerasSuite._threads_set = True
+        keras.utils.set_random_seed(0)
+        tf.get_logger().setLevel("ERROR")  # every contender is its own tf.function: no retracing warnings
+
+    def versions(self) -> dict[str, str]:
+        return {"keras": keras.__version__, "tensorflow": tf.__version__}
+
+    def group(self, shape: Shape, variant: Variant) -> Group:
+        arrays = make_inputs(shape, variant, channels_last=True)
+        logits = tf.constant(arrays["logits"])
+        labels = {kind: tf.constant(array) for kind, array in arrays.items() if kind != "logits"}
+        losses = keras.losses
+        group = Group(lambda loss, kind: Step(loss, logits, labels[kind]))
+        add = group.add
+
+        key = variant.key
+        if key in ("poly1-int", "poly3-int"):
+            add("native", "SparseCategoricalCrossentropy", "native",
+                losses.SparseCategoricalCrossentropy(from_logits=True), "index", "sparse-ce:index")  # fmt: skip
+        if key == "poly1-int":
+            add("ours", "Poly1SparseCategoricalCrossentropy", "ours",
+                polyloss_tf.Poly1SparseCategoricalCrossentropy(epsilon=EPSILON, from_logits=True), "index")  # fmt: skip
+        elif key in ("poly1-onehot", "poly1-soft", "poly1-focal-softmax"):
+            labels_kind = "soft" if key == "poly1-soft" else "one-hot"
+            add("native", "CategoricalCrossentropy", "native",
+                losses.CategoricalCrossentropy(from_logits=True), labels_kind, f"ce:{labels_kind}")  # fmt: skip
+            if key == "poly1-focal-softmax":
+                add("ours", "Poly1CategoricalFocalCrossentropy", "ours",
+                    polyloss_tf.Poly1CategoricalFocalCrossentropy(
+                        epsilon=EPSILON, alpha=ALPHA, gamma=GAMMA, from_logits=True), "one-hot")  # fmt: skip
+                add("peer-keras", "keras CategoricalFocalCrossentropy", "peer",
+                    losses.CategoricalFocalCrossentropy(alpha=ALPHA, gamma=GAMMA, from_logits=True), "one-hot")  # fmt: skip
+            else:
+                add("ours", "Poly1CategoricalCrossentropy", "ours",
+                    polyloss_tf.Poly1CategoricalCrossentropy(epsilon=EPSILON, from_logits=True), labels_kind)  # fmt: skip
+        elif key == "poly1-smooth":
+            add("native", f"CategoricalCrossentropy(label_smoothing={SMOOTHING})", "native",
+                losses.CategoricalCrossentropy(from_logits=True, label_smoothing=SMOOTHING), "one-hot")  # fmt: skip
+            add("ours", f"Poly1CategoricalCrossentropy(label_smoothing={SMOOTHING})", "ours",
+                polyloss_tf.Poly1CategoricalCrossentropy(
+                    epsilon=EPSILON, from_logits=True, label_smoothing=SMOOTHING), "one-hot")  # fmt: skip
+        elif key == "poly3-int":
+            add("ours", "PolyLoss(PolySpec.poly_n)", "ours",
+                polyloss_tf.PolyLoss(spec_for(key), from_logits=True), "index")  # fmt: skip
+        elif key == "poly1-focal-sigmoid":
+            focal_args = {"apply_class_balancing": True, "alpha": ALPHA, "gamma": GAMMA, "from_logits": True}
+            add("native", "BinaryCrossentropy", "native", losses.BinaryCrossentropy(from_logits=True), "binary")
+            add("ours", "Poly1BinaryFocalCrossentropy", "ours",
+                polyloss_tf.Poly1BinaryFocalCrossentropy(epsilon=EPSILON, **focal_args), "binary")  # fmt: skip
+            add("peer-keras", "keras BinaryFocalCrossentropy", "peer",
+                losses.BinaryFocalCrossentropy(**focal_args), "binary")  # fmt: skip
+        else:
+            raise ValueError(f"unknown variant {key!r}")
+        return group
+
+    def peak_bytes(self, shape: Shape, variant: Variant, contender: Contender) -> int:
+        for _ in range(2):
+            contender.step()  # trace, compile and reach the steady state
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+        contender.step()
+        return int(tf.config.experimental.get_memory_info("CPU:0")["peak"] - before)
+
+
+def run(quick: bool = False, dry: bool = False) -> list[dict[str, Any]]:
+    """Benchmark rows (``quick``: a smoke run; ``dry``: tiny shapes, every loss once, no timing)."""
+    return KerasSuite().run(quick, dry)
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli(KerasSuite()))

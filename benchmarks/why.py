@@ -1,0 +1,172 @@
+"""The page's explanations: why a case misses its target, and what the other variants cost, with this run's numbers.
+
+Every sentence that quotes a number takes it from the rows of the run, so the
+page never states a result that was not measured in it. The causes were found
+with the PyTorch profiler, py-spy and small experiments; the texts say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from harness import format_ratio
+
+Row = dict[str, Any]
+Find = Callable[..., Row | None]
+
+
+def _ratio(row: Row | None) -> str:
+    return "n/a" if row is None else format_ratio(row["ratio"])
+
+
+def _noise(row: Row) -> str:
+    q1 = row["ratio_iqr"][0]
+    if row["target"] is not None and q1 <= row["target"]:
+        return f" Its lower quartile ({q1:.2f}x) is within the target, so part of the miss is this machine's noise."
+    return ""
+
+
+def torch_integer(row: Row, find: Find) -> str:
+    reference = find("torch", row["shape_key"], "poly1-int", "reference")
+    return (
+        f"The two-line composition that PolyLoss rests on (per-example `F.cross_entropy`, then "
+        f"`c - eps * expm1(-c)`) measured {_ratio(reference)} in the same rounds: most of the cost is that of "
+        "any small kernel run after a large cross-entropy on a CPU, not of the library; "
+        "[the investigation below](#the-pytorch-4096-1000-case) has the details." + _noise(row)
+    )
+
+
+def torch_one_hot(row: Row, find: Find) -> str:
+    soft = find("torch", row["shape_key"], "poly1-soft")
+    integer = find("torch", row["shape_key"], "poly1-int")
+    return (
+        "With probability targets `poly1_cross_entropy` cannot know that the rows are one-hot without "
+        "reading them, so it evaluates the polynomial for every class, as for soft targets "
+        f"({_ratio(soft)}); in eager PyTorch each elementwise step is a separate pass over the logits. "
+        "Telling one-hot rows apart was tried and dropped: the reads (a max, a sum and an index per row) cost "
+        "about as much as the class-index path saves. Pass class indices (`target.argmax(1)`): the "
+        f"integer-label row of this shape measured {_ratio(integer)}." + _noise(row)
+    )
+
+
+def keras_one_hot(row: Row, find: Find) -> str:
+    integer = find("keras-tf", row["shape_key"], "poly1-int")
+    return (
+        "`Poly1CategoricalCrossentropy` decides at run time whether every row is one-hot (a max and a sum over "
+        "the labels, then a `cond`) before reusing Keras' fused cross-entropy; those two reductions over an "
+        "array as large as the logits are the difference. Integer labels with "
+        f"`Poly1SparseCategoricalCrossentropy` measured {_ratio(integer)} at this shape." + _noise(row)
+    )
+
+
+def jax_one_hot(row: Row, find: Find) -> str:
+    integer = find("jax", row["shape_key"], "poly1-int")
+    peer = find("jax", row["shape_key"], "poly1-onehot", "peer")
+    return (
+        "`poly1_cross_entropy` treats labels as distributions and evaluates `1 - p_c` for every class, one "
+        "more exponential per logit in the same fused XLA loop; optax's own `poly_loss_cross_entropy` does the "
+        f"same and measured {_ratio(peer)}. For one-hot labels, `poly1_cross_entropy_with_integer_labels` on "
+        f"`labels.argmax(-1)` measured {_ratio(integer)}." + _noise(row)
+    )
+
+
+def integer_elsewhere(row: Row, find: Find) -> str:
+    return (
+        "The integer-label path is an elementwise function of the framework's own cross-entropy here too; "
+        "no cause beyond the measurement's noise is known." + _noise(row)
+    )
+
+
+EXPLANATIONS: dict[tuple[str, str], Callable[[Row, Find], str]] = {
+    ("torch", "poly1-int"): torch_integer,
+    ("torch", "poly1-onehot"): torch_one_hot,
+    ("keras-tf", "poly1-onehot"): keras_one_hot,
+    ("jax", "poly1-onehot"): jax_one_hot,
+    ("keras-tf", "poly1-int"): integer_elsewhere,
+    ("jax", "poly1-int"): integer_elsewhere,
+}
+
+
+def _span(rows: list[Row], framework: str, case: str, kind: str = "ours") -> str:
+    values = sorted(r["ratio"] for r in rows if (r["framework"], r["case"], r["kind"]) == (framework, case, kind))
+    if not values:
+        return "n/a"
+    if len(values) == 1:
+        return format_ratio(values[0])
+    return f"{format_ratio(values[0])} to {format_ratio(values[-1])}"
+
+
+def notes(rows: list[Row], find: Find) -> str:
+    """The investigation of PyTorch at (4096, 1000) and what the variants without a target cost."""
+    ours = find("torch", "classification", "poly1-int")
+    reference = find("torch", "classification", "poly1-int", "reference")
+    native_ms = "n/a" if ours is None else f"{ours['native_s'] * 1e3:.2f} ms"
+    torch_focal = find("torch", "detection", "poly1-focal-sigmoid")
+    torch_focal_peer = find("torch", "detection", "poly1-focal-sigmoid", "peer")
+    return f"""
+## The PyTorch (4096, 1000) case
+
+`poly1_cross_entropy` at (4096, 1000) measured {_ratio(ours)} in this run, against
+{_ratio(reference)} for the bare two-line composition (`F.cross_entropy(...,
+reduction="none")`, then `c - eps * expm1(-c)`) and {native_ms} per step for
+`F.cross_entropy`. What was looked at:
+
+- **Kernels.** `torch.profiler` and `py-spy record --native` on both losses show
+  the same large kernels with the same time: the log-softmax forward and backward
+  and the zero-filled gradient of the NLL backward. Nothing the polynomial adds is
+  large: a handful of elementwise operations on 4096 numbers, in the forward pass
+  and in the backward pass.
+- **Those small operations are dear here.** Each one is a few microseconds in a
+  tight loop, but right after the log-softmax has streamed about 48 MB of logits,
+  log-probabilities and gradients through the caches, the interpreter's and
+  dispatcher's code and data have to come back from memory. In the investigation,
+  the six elementwise operations of Poly-1 took about five times longer after a
+  log-softmax on these logits than in a loop of their own. At 1000 classes the
+  cross-entropy is only a few milliseconds, so a few dozen microseconds show as a
+  few percent; at (2048, 32000) the same operations are invisible. The reference
+  row carries the same cost, which is why it is not at 1.00x either.
+- **Changes made.** The Poly-1 term is now one fused multiply-add
+  (`torch.add(ce, 1 - p, alpha=eps)`) instead of a multiply and an add, and a no-op
+  dtype conversion is skipped; label smoothing with Poly-1 no longer evaluates the
+  polynomial per class (for Poly-1, `sum_c (1 - p_c) = C - 1`). The argument and
+  class-index checks that remain (one read of the labels and one
+  synchronisation) are what the library adds over the reference row; they are
+  required by the error contract.
+- **Not taken.** The custom single-pass backward that wins for segmentation and
+  for (65536, 10) (see `polyloss_torch._target_ce`) loses at 1000 contiguous
+  classes, where torch's log-softmax kernels are the fastest, so it is not used
+  there.
+
+## The other variants
+
+No target is promised for these; the numbers say what each costs (ratio ranges
+over the shapes of this run):
+
+- **Poly-3 and softmax Poly-1 focal with integer labels** take the same
+  hard-label path, an elementwise function of the fused cross-entropy: PyTorch
+  {_span(rows, "torch", "poly3-int")} and {_span(rows, "torch", "poly1-focal-softmax")},
+  Keras {_span(rows, "keras-tf", "poly3-int")}, JAX {_span(rows, "jax", "poly3-int")}
+  and {_span(rows, "jax", "poly1-focal-softmax")}. Keras' softmax focal loss takes
+  one-hot labels: ours {_span(rows, "keras-tf", "poly1-focal-softmax")}, Keras'
+  own `CategoricalFocalCrossentropy` {_span(rows, "keras-tf", "poly1-focal-softmax", "peer")}.
+- **Soft probability labels** need `l(p_c)` for every class: PyTorch
+  {_span(rows, "torch", "poly1-soft")} (eager, one pass over the logits per
+  elementwise step), Keras {_span(rows, "keras-tf", "poly1-soft")}, JAX
+  {_span(rows, "jax", "poly1-soft")} (XLA fuses the steps into one loop), where
+  optax's `poly_loss_cross_entropy` measured {_span(rows, "jax", "poly1-soft", "peer")}.
+- **Label smoothing**: PyTorch {_span(rows, "torch", "poly1-smooth")} (the Poly-1
+  closed form above), Keras {_span(rows, "keras-tf", "poly1-smooth")} and JAX
+  {_span(rows, "jax", "poly1-smooth")}, which still evaluate every class.
+- **Sigmoid Poly-1 focal** against the framework's binary cross-entropy is a
+  different loss with a focal factor, so its ratio measures the focal loss more
+  than the polynomial: PyTorch {_ratio(torch_focal)} (torchvision's formula
+  {_ratio(torch_focal_peer)}; ours computes `1 - p_t` from two sigmoids so that it
+  stays accurate as `p -> 1`, and adds the epsilon term), Keras
+  {_span(rows, "keras-tf", "poly1-focal-sigmoid")} (Keras' `BinaryFocalCrossentropy`
+  {_span(rows, "keras-tf", "poly1-focal-sigmoid", "peer")}), JAX
+  {_span(rows, "jax", "poly1-focal-sigmoid")} (optax's `sigmoid_focal_loss`
+  {_span(rows, "jax", "poly1-focal-sigmoid", "peer")}).
+- **The PyPI `polyloss` package** (PyTorch, `(N, C)` only) computes the softmax a
+  second time and builds a one-hot matrix: {_span(rows, "torch", "poly1-int", "peer")}.
+"""
