@@ -9,10 +9,12 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "virtualenv"
-nox.options.sessions = ["tests", "parity", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "parity", "lint", "typecheck", "docs", "bench_dry_run"]
 nox.options.error_on_missing_interpreters = True
 
 CONSTRAINTS = ("-c", "constraints.txt")
+# Peers compared in the benchmark only (never a dependency of the project).
+BENCH_PEERS = ("polyloss==0.0.2",)
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
 # backend name -> (extras to install, POLYLOSS_BACKENDS, KERAS_BACKEND, package whose doctests run)
@@ -77,3 +79,22 @@ def docs(session: nox.Session) -> None:
     session.run(
         "mkdocs", "build", "--strict", "--site-dir", session.create_tmp() + "/site", env={"NO_MKDOCS_2_WARNING": "1"}
     )
+
+
+def _install_bench(session: nox.Session) -> None:
+    _install(session, "all")
+    session.install("--no-deps", *BENCH_PEERS)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Time and peak memory against each framework's own CE; a full run rewrites docs/benchmarks.md."""
+    _install_bench(session)
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(name="bench_dry_run")
+def bench_dry_run(session: nox.Session) -> None:
+    """Every benchmark case and peer once at tiny sizes, so the benchmark cannot rot (no timing claims)."""
+    _install_bench(session)
+    session.run("python", "benchmarks/run.py", "--dry-run")
