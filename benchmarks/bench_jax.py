@@ -7,9 +7,10 @@ Usage::
 What is timed: one ``jax.jit(jax.value_and_grad(mean loss))`` call with respect
 to the logits, then ``block_until_ready``; every step is compiled and warmed up
 before the interleaved rounds of ``benchmarks/harness.py``. XLA runs on one
-thread (``harness.SINGLE_THREAD_ENV`` sets ``XLA_FLAGS``; the script restarts
-itself with it), and the clock is the process' CPU time, which includes XLA's
-worker thread.
+CPU: XLA's CPU client sizes its thread pool from the CPUs the process may
+use and no longer honours ``XLA_FLAGS``' thread settings, so the script pins
+itself to one CPU before importing jax (``harness.pin_to_one_cpu``); the clock
+is the process' CPU time, which includes XLA's worker threads.
 
 For every shape and variant of ``benchmarks/cases.py`` (classes on the last
 axis, optax's convention):
@@ -39,11 +40,16 @@ allocator's caching made it vary 2-3x between identical runs.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
+from harness import cpus_for, ensure_src_importable
+
+if __name__ == "__main__":
+    cpus_for(sys.argv)  # before jax starts its threads, which inherit the CPUs allowed now
+
 from cases import ALPHA, EPSILON, GAMMA, SMOOTHING, SPEC_LABELS, Shape, Variant, make_inputs, spec_for
-from harness import ensure_src_importable
 from matrix import Contender, Group, Suite, cli
 
 ensure_src_importable()

@@ -6,7 +6,7 @@ Usage::
 
 For every shape and variant of ``benchmarks/cases.py`` one group is timed with
 the shared loop of ``benchmarks/harness.py`` (interleaved rounds, median of the
-per-round ratios to the native loss, CPU time of one thread):
+per-round ratios to the native loss, CPU time of the process):
 
 * native: ``F.cross_entropy`` for the same labels (class indices, probabilities,
   ``label_smoothing``), or ``F.binary_cross_entropy_with_logits`` for the sigmoid

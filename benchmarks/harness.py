@@ -11,9 +11,9 @@ row of the table:
   by the native loss' block time *in the same round*, so a slow spell of the
   machine cancels instead of landing on one side;
 * the clock is the CPU time of the whole process (``time.process_time``): with
-  every framework held to one CPU (``pin_to_one_cpu``) it counts the loss' own
-  work and not the time the operating system gave to other processes;
-  ``--clock wall`` switches to ``time.perf_counter``.
+  every framework held to one compute thread (JAX: to one CPU, ``pin_to_one_cpu``)
+  it counts the loss' own work and not the time the operating system gave to
+  other processes; ``--clock wall`` switches to ``time.perf_counter``.
 
 Rounds follow a time budget per group (``rounds_for``), so a case of 0.5 s
 per call gets fewer rounds than one of 5 ms and a full run has a predictable
@@ -45,8 +45,7 @@ SRC = ROOT / "src"
 STEADY_ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}
 # One compute thread for every framework: on a 2-core machine shared with other work, a second
 # thread mostly measures the neighbours. torch and TensorFlow are also set in code by their modules;
-# XLA's CPU client no longer honours its flags, so timed processes are pinned to one CPU as well
-# (pin_to_one_cpu).
+# XLA's CPU client no longer honours its flags, so bench_jax pins itself to one CPU (pin_to_one_cpu).
 SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1",
@@ -76,7 +75,7 @@ class Settings:
 
 
 PRESETS: dict[str, Settings] = {
-    "full": Settings("full", budget_s=14.0, block_s=0.05, min_rounds=7, max_rounds=61, warmup=3),
+    "full": Settings("full", budget_s=12.0, block_s=0.05, min_rounds=7, max_rounds=61, warmup=3),
     "quick": Settings("quick", budget_s=0.6, block_s=0.01, min_rounds=3, max_rounds=9, warmup=1),
     "dry": Settings("dry", budget_s=0.0, block_s=0.0, min_rounds=1, max_rounds=1, warmup=0),
 }
@@ -167,33 +166,36 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def pin_to_one_cpu() -> None:
-    """Run this process, and every thread it starts later, on one CPU (the last one it may use).
+    """Run this process, and every thread it starts from now on, on one CPU (the last one it may use).
 
-    Used as ``preexec_fn`` of the timed subprocesses: XLA sizes its thread pool
-    from the CPUs it may use and ignores the old single-thread flags, so pinning is
-    what keeps JAX (and anything else) to one core, as torch and TensorFlow are.
+    For JAX: XLA's CPU client ignores its old single-thread flags and sizes its
+    thread pool from the CPUs the process may use, so ``bench_jax`` calls this
+    before importing jax. torch and TensorFlow are set to one thread instead and
+    stay free to move to the less busy core of a shared machine.
     """
     os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
 
 
-def use_every_cpu() -> None:
-    """Undo an inherited pin (``preexec_fn`` of the memory subprocesses, which may run side by side)."""
-    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+def cpus_for(argv: Sequence[str]) -> None:
+    """``pin_to_one_cpu`` for a timing run; every CPU for a memory child (one may run beside another)."""
+    if "--memory-child" in argv:
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    else:
+        pin_to_one_cpu()
 
 
 def steady_process() -> bool:
-    """Whether this process runs pinned to one CPU with the steady allocator and one-thread settings."""
+    """Whether this process started with the steady allocator and one-thread settings."""
     wanted = {**STEADY_ALLOCATOR_ENV, **SINGLE_THREAD_ENV}
-    pinned = len(os.sched_getaffinity(0)) == 1
-    return pinned and all(os.environ.get(key) == value for key, value in wanted.items())
+    return all(os.environ.get(key) == value for key, value in wanted.items())
 
 
 def reexec_if_needed(script: str, argv: Sequence[str]) -> None:
-    """Restart ``script`` pinned and with ``child_env`` unless already so (glibc and XLA read it at start-up)."""
+    """Restart ``script`` with ``child_env`` unless already running under it (glibc reads it at start-up)."""
     if steady_process():
         return
     command = [sys.executable, script, *argv]
-    raise SystemExit(subprocess.call(command, env=child_env(), preexec_fn=pin_to_one_cpu))
+    raise SystemExit(subprocess.call(command, env=child_env()))
 
 
 def run_json_child(script: str, args: Sequence[str], timeout_s: float = 900.0) -> Any:
@@ -205,7 +207,6 @@ def run_json_child(script: str, args: Sequence[str], timeout_s: float = 900.0) -
         text=True,
         timeout=timeout_s,
         check=False,
-        preexec_fn=use_every_cpu,
     )
     if done.returncode != 0:
         raise RuntimeError(f"{Path(script).name} {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-4000:]}")

@@ -268,11 +268,11 @@ hand needs the same packages.
   a slow spell of the machine cancels out. Rounds follow a time budget per group
   (about {_FULL.budget_s:.0f} s of timed work, at least {_FULL.min_rounds} and at most
   {_FULL.max_rounds} rounds), so slow shapes get fewer rounds; each row shows its count.
-- **Clock and threads.** Every framework runs in its own process pinned to one CPU
-  core (torch and TensorFlow also set to one compute thread; XLA sizes its thread
-  pool from the cores it may use), and the clock is the process' CPU time
-  (`time.process_time`): the machine is shared, and a second core or a wall clock
-  mostly measures the neighbours. glibc is told to keep freed memory
+- **Clock and threads.** Every framework runs in its own process on one compute
+  thread (torch and TensorFlow by their thread settings; JAX by pinning the process
+  to one core, as XLA sizes its thread pool from the cores it may use), and the
+  clock is the process' CPU time (`time.process_time`): the machine is shared, and
+  a second core or a wall clock mostly measures the neighbours. glibc is told to keep freed memory
   (`MALLOC_MMAP_MAX_=0`, a huge `MALLOC_TRIM_THRESHOLD_`), as a caching allocator
   would, so page faults do not land on whichever loss allocates first (at
   (2048, 32000) they were most of a step). These are the ratios of the computation

@@ -9,8 +9,8 @@ Usage::
 
 Each framework runs in its own subprocess (``bench_torch.py``,
 ``bench_keras_extra.py``, ``bench_jax.py``), so their thread pools and
-allocators never meet, pinned to one CPU and with the environment of
-``harness.child_env`` (one compute thread, steady allocator). The method is described in the docstrings
+allocators never meet, with the environment of ``harness.child_env`` (one
+compute thread, steady allocator). The method is described in the docstrings
 of ``harness.py`` and ``matrix.py`` and on the generated page.
 """
 
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import ROOT, child_env, format_ratio, pin_to_one_cpu
+from harness import ROOT, child_env, format_ratio
 from report import FRAMEWORK_TITLES, machine, misses, write_page, write_plot
 from why import EXPLANATIONS, notes
 
@@ -41,9 +41,7 @@ def run_framework(name: str, flags: list[str]) -> dict[str, Any]:
         out = Path(folder) / f"{name}.json"
         command = [sys.executable, str(HERE / MODULES[name]), *flags, "--json", str(out)]
         print(f"== {name}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
-        done = subprocess.run(
-            command, env=child_env(), stdout=subprocess.DEVNULL, check=False, preexec_fn=pin_to_one_cpu
-        )
+        done = subprocess.run(command, env=child_env(), stdout=subprocess.DEVNULL, check=False)
         if done.returncode != 0:
             raise SystemExit(f"{MODULES[name]} failed with exit code {done.returncode}")
         result: dict[str, Any] = json.loads(out.read_text())
