@@ -53,9 +53,9 @@ def torch_one_hot(row: Row, find: Find) -> str:
 def keras_one_hot(row: Row, find: Find) -> str:
     integer = find("keras-tf", row["shape_key"], "poly1-int")
     return (
-        "`Poly1CategoricalCrossentropy` decides at run time whether every row is one-hot (a max and a sum over "
-        "the labels, then a `cond`) before reusing Keras' fused cross-entropy; those two reductions over an "
-        "array as large as the logits are the difference. Integer labels with "
+        "`Poly1CategoricalCrossentropy` reads the labels once per batch (the sum of their squares equals the "
+        "number of rows exactly when every row is one-hot) and then reuses TensorFlow's fused cross-entropy and "
+        "its gradient; that read of an array as large as the logits is what it adds. Integer labels with "
         f"`Poly1SparseCategoricalCrossentropy` measured {_ratio(integer)} at this shape." + _noise(row)
     )
 

@@ -268,12 +268,16 @@ def focal_safe(x: Any, spec: PolySpec, dtype: str) -> Any:
     return ops.where(x > tiny, x, tiny)
 
 
-def loss_from_ce(ce: Any, spec: PolySpec, dtype: str) -> Any:
-    """Any softmax member from the per-example cross-entropy of a hard label: ``p_t = exp(-ce)``."""
+def loss_from_ce(ce: Any, spec: PolySpec, dtype: str, one_minus_p: Any = None) -> Any:
+    """Any softmax member from the per-example cross-entropy of a hard label: ``p_t = exp(-ce)``.
+
+    ``one_minus_p`` is ``1 - p_t = -expm1(-ce)`` when the caller has it already.
+    """
     if spec.is_cross_entropy:
         return ce
-    log_p = -ce
-    return poly_loss_from_log_prob(log_p, focal_safe(-ops.expm1(log_p), spec, dtype), spec)
+    if one_minus_p is None:
+        one_minus_p = -ops.expm1(-ce)
+    return poly_loss_from_log_prob(-ce, focal_safe(one_minus_p, spec, dtype), spec)
 
 
 def class_weights(spec: PolySpec, dtype: str) -> Any:
@@ -291,11 +295,13 @@ def _along(vector: Any, axis: int, rank: int) -> Any:
     return ops.reshape(vector, [-1 if d == axis else 1 for d in range(rank)])
 
 
-def is_one_hot(q: Any, axis: int) -> Any:
+def all_rows_one_hot(q: Any, axis: int) -> Any:
     """Scalar bool tensor: every row of ``q`` along ``axis`` has a 1 and sums to 1.
 
     For target rows that are distributions (non-negative), as the softmax family
-    requires, that means exactly one-hot. Two reductions; the fast path saves more.
+    requires, that means exactly one-hot; two row reductions, which XLA fuses.
+    (The TensorFlow graph path, ``_tensorflow.all_rows_one_hot``, decides with
+    one read of the targets instead.)
     """
     return ops.all(ops.logical_and(ops.max(q, axis=axis) == 1.0, ops.sum(q, axis=axis) == 1.0))
 
@@ -413,20 +419,21 @@ def softmax_from_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool
     """Per-example softmax PolyLoss for per-class target rows ``q``.
 
     Keras' fused cross-entropy ``c`` of ``q`` is computed first. If every row is
-    one-hot (the common case) the loss follows from ``c`` alone (``p_t = exp(-c)``);
-    otherwise (soft labels) the general formula runs. The choice is made once per
-    batch (``ops.cond`` when traced), so only one branch runs; keeping the fused
-    op outside the branches also keeps Keras' recovery of the logits behind a
-    softmax activation on TensorFlow.
+    one-hot (the common case; ``all_rows_one_hot``) the loss follows from ``c``
+    alone (``p_t = exp(-c)``); otherwise (soft labels) the general formula runs.
+    The choice is made once per batch (``ops.cond`` when traced), so only one
+    branch runs; keeping the fused op outside the branches also keeps Keras'
+    recovery of the logits behind a softmax activation on TensorFlow. Logits on
+    the TensorFlow backend take ``_tensorflow.dense_softmax_with_logits``, the
+    same decision with a gradient that costs what Keras' own costs.
     """
     dtype = keras.backend.standardize_dtype(y_pred.dtype)
     num_classes = int(y_pred.shape[axis])
     if spec.label_smoothing or spec.is_cross_entropy:
         return softmax_general(smooth(q, spec, num_classes), y_pred, spec, from_logits=from_logits, axis=axis)
-    ce = ops.categorical_crossentropy(q, y_pred, from_logits=from_logits, axis=axis)
 
-    def fast() -> Any:
-        loss = loss_from_ce(ce, spec, dtype)
+    def hard(ce: Any, one_minus_p: Any = None) -> Any:
+        loss = loss_from_ce(ce, spec, dtype, one_minus_p)
         weights = class_weights(spec, dtype)
         if isinstance(weights, float):
             return loss * weights
@@ -434,14 +441,20 @@ def softmax_from_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool
             return loss * ops.sum(q * _along(weights, axis, len(y_pred.shape)), axis=axis)
         return loss
 
-    def general() -> Any:
-        return softmax_general(q, y_pred, spec, from_logits=from_logits, axis=axis, ce=ce)
+    def general(rows: Any, logits_or_probs: Any, ce: Any) -> Any:
+        return softmax_general(rows, logits_or_probs, spec, from_logits=from_logits, axis=axis, ce=ce)
 
-    one_hot = is_one_hot(q, axis)
+    if from_logits and keras.backend.backend() == "tensorflow":
+        from polyloss_tf import _tensorflow
+
+        if not _tensorflow.compiling_with_xla():
+            return _tensorflow.dense_softmax_with_logits(q, y_pred, hard, general)
+    ce = ops.categorical_crossentropy(q, y_pred, from_logits=from_logits, axis=axis)
+    one_hot = all_rows_one_hot(q, axis)
     known = concrete(one_hot)
     if known is not None:  # eager (also under jax.grad): run one branch without tracing both
-        return fast() if bool(known) else general()
-    return ops.cond(one_hot, fast, general)
+        return hard(ce) if bool(known) else general(q, y_pred, ce)
+    return ops.cond(one_hot, lambda: hard(ce), lambda: general(q, y_pred, ce))
 
 
 def sigmoid_per_element(t: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:

@@ -85,7 +85,8 @@ class Poly1CategoricalCrossentropy(_ConfiguredLoss):
     ``sum_c q_c (-log p_c + epsilon (1 - p_c))``; for one-hot targets that is the
     paper's ``CE + epsilon (1 - p_t)``. With ``epsilon=0`` it equals
     ``keras.losses.CategoricalCrossentropy`` with the same arguments. One-hot
-    batches reuse Keras' fused cross-entropy (``p_t = exp(-CE)``).
+    batches reuse Keras' fused cross-entropy (``p_t = exp(-CE)``), recognised at
+    run time; target rows are distributions (non-negative, summing to 1).
 
     Args:
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``. Leng et al.

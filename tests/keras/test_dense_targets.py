@@ -1,0 +1,233 @@
+"""Float target rows: the per-batch one-hot decision and both of its branches, eager and traced.
+
+``Poly1CategoricalCrossentropy`` (and every softmax loss given per-class targets)
+computes one-hot batches from the fused cross-entropy alone and any other batch
+with the general formula; which one runs is decided at run time from the labels.
+Each case below is a batch that must take one branch or the other, and both must
+give the reference's values and gradients on every Keras backend, eagerly and
+inside every compiler the backend has.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import polyloss_tf as pl
+from polyloss_core import PolySpec, reference
+from polyloss_tf import _kernels
+
+from .helpers import ATOL, BACKEND, RTOL, gradient, logits, one_hot, soft_labels, to_np
+
+C = 6
+N = 8
+
+
+def _rows(kind: str) -> np.ndarray:
+    """Target rows; every kind but "one-hot" must take the general branch."""
+    q = one_hot(np.arange(N) % C, C)
+    if kind == "one-hot":
+        return q
+    if kind == "one-soft-row":
+        q[3] = soft_labels((C,), 5)
+    elif kind == "nearly-one-hot-row":
+        q[5] = 0.0
+        q[5, 2], q[5, 4] = 1.0 - 1e-3, 1e-3
+    elif kind == "all-soft":
+        q = soft_labels((N, C), 6)
+    else:
+        raise ValueError(kind)
+    return q
+
+
+KINDS = ["one-hot", "one-soft-row", "nearly-one-hot-row", "all-soft"]
+SPECS = {
+    "poly1": (
+        lambda: pl.Poly1CategoricalCrossentropy(epsilon=2.0, from_logits=True, reduction=None),
+        PolySpec.poly1(2.0),
+    ),
+    "poly3": (
+        lambda: pl.PolyLoss(PolySpec.poly_n(1.0, -0.5, 0.25), from_logits=True, reduction=None),
+        PolySpec.poly_n(1.0, -0.5, 0.25),
+    ),
+    "focal-class-alpha": (
+        lambda: pl.Poly1CategoricalFocalCrossentropy(
+            epsilon=0.5, alpha=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], gamma=1.5, from_logits=True, reduction=None
+        ),
+        PolySpec(epsilons=(0.5,), gamma=1.5, alpha=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6)),
+    ),
+}
+
+
+def _tracers() -> dict:
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return {"eager": None, "tf.function": tf.function, "xla": lambda f: tf.function(f, jit_compile=True)}
+    if BACKEND == "jax":
+        import jax
+
+        return {"eager": None, "jax.jit": jax.jit}
+    return {"eager": None}
+
+
+TRACERS = _tracers()
+
+
+def _value_and_grad(loss, y, z, tracer: str):
+    y, z = ops.convert_to_tensor(y), ops.convert_to_tensor(z)
+    compile_ = TRACERS[tracer]
+    if compile_ is None:
+        return to_np(loss(y, z)), to_np(gradient(lambda t: ops.sum(loss(y, t)), z))
+    if BACKEND == "jax":
+        import jax
+
+        value = compile_(lambda labels, t: loss(labels, t))(y, z)
+        grad = compile_(jax.grad(lambda t, labels: ops.sum(loss(labels, t))))(z, y)
+        return to_np(value), to_np(grad)
+
+    def both(labels, t):
+        return loss(labels, t), gradient(lambda u: ops.sum(loss(labels, u)), t)
+
+    value, grad = compile_(both)(y, z)
+    return to_np(value), to_np(grad)
+
+
+@pytest.mark.parametrize("tracer", list(TRACERS))
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("spec_name", list(SPECS))
+def test_values_and_gradients_match_reference(tracer: str, kind: str, spec_name: str) -> None:
+    make_loss, spec = SPECS[spec_name]
+    z, q = logits((N, C), 11), _rows(kind)
+    value, grad = _value_and_grad(make_loss(), q, z, tracer)
+    np.testing.assert_allclose(value, reference.softmax_poly_loss(z, q, spec), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(grad, reference.softmax_poly_loss_grad(z, q, spec), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("tracer", list(TRACERS))
+def test_class_axis_1_with_extra_dimensions(tracer: str) -> None:
+    """(N, C, d1, d2) targets: the TensorFlow path flattens to (rows, classes) and restores the shape."""
+    z = logits((2, C, 3, 2), 12)
+    q = one_hot(np.arange(12).reshape(2, 3, 2) % C, C, axis=1)
+    loss = pl.Poly1CategoricalCrossentropy(epsilon=1.0, from_logits=True, axis=1, reduction=None)
+    spec = PolySpec.poly1(1.0)
+    for rows in (q, np.moveaxis(soft_labels((2, 3, 2, C), 13), -1, 1)):
+        value, grad = _value_and_grad(loss, rows, z, tracer)
+        assert value.shape == (2, 3, 2)
+        np.testing.assert_allclose(value, reference.softmax_poly_loss(z, rows, spec, axis=1), rtol=RTOL, atol=ATOL)
+        want = reference.softmax_poly_loss_grad(z, rows, spec, axis=1)
+        np.testing.assert_allclose(grad, want, rtol=1e-4, atol=1e-6)
+
+
+def test_a_zero_row_takes_the_general_branch() -> None:
+    """An all-zero row (padding) costs nothing in the loss; the batch is not one-hot."""
+    z, q = logits((N, C), 14), one_hot(np.arange(N) % C, C)
+    q[2] = 0.0
+    value = to_np(pl.Poly1CategoricalCrossentropy(epsilon=1.0, from_logits=True, reduction=None)(q, z))
+    assert value[2] == 0.0
+    np.testing.assert_allclose(value, reference.softmax_poly_loss(z, q, PolySpec.poly1(1.0)), rtol=RTOL, atol=ATOL)
+
+
+def test_large_logits_on_the_one_hot_branch_stay_accurate() -> None:
+    """``1 - p_t`` keeps its relative accuracy as ``p_t -> 1`` and the loss stays finite at +-1e4.
+
+    The polynomial term is checked against the framework's own cross-entropy
+    ``c`` (``CE + eps (1 - exp(-c))`` in float64): at these logits ``c`` itself
+    is float32's rounding of a number near 0, so that is the quantity the term
+    must follow.
+    """
+    z = np.zeros((5, C), np.float32)
+    z[:, 0] = [5.0, 9.0, 12.0, 15.0, 1e4]
+    q = one_hot(np.zeros(5, int), C)
+    value = to_np(pl.Poly1CategoricalCrossentropy(epsilon=1.0, from_logits=True, reduction=None)(q, z))
+    ce = to_np(keras.losses.categorical_crossentropy(q, z, from_logits=True))
+    assert np.all(ce[:4] > 0.0)
+    np.testing.assert_allclose(value, ce - np.expm1(-ce), rtol=1e-6, atol=0.0)
+    assert value[4] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("one-hot", True), ("one-soft-row", False), ("nearly-one-hot-row", False), ("all-soft", False)],
+)
+def test_one_hot_decision(kind: str, expected: bool) -> None:
+    assert bool(to_np(_kernels.all_rows_one_hot(ops.convert_to_tensor(_rows(kind)), -1))) is expected
+
+
+def _multi_hot_and_zero_rows() -> np.ndarray:
+    """A multi-hot row (sum of squares 2) next to an all-zero row (0): not distributions."""
+    q = one_hot(np.arange(N) % C, C)
+    q[1, :2] = 1.0
+    q[4] = 0.0
+    return q
+
+
+def test_keras_ops_decision_is_exact_for_any_rows() -> None:
+    assert not bool(to_np(_kernels.all_rows_one_hot(ops.convert_to_tensor(_multi_hot_and_zero_rows()), -1)))
+
+
+if BACKEND == "tensorflow":
+
+    def test_tensorflow_decision_agrees_with_keras_ops() -> None:
+        import tensorflow as tf
+
+        from polyloss_tf import _tensorflow
+
+        for kind in KINDS:
+            q = _rows(kind)
+            assert bool(_tensorflow.all_rows_one_hot(tf.constant(q))) is (kind == "one-hot")
+
+    def test_tensorflow_decision_assumes_distribution_rows() -> None:
+        """Documented limit of the one-read test: rows that are not distributions can balance out.
+
+        Each kind alone is detected; together they look like two one-hot rows.
+        """
+        import tensorflow as tf
+
+        from polyloss_tf import _tensorflow
+
+        q = _multi_hot_and_zero_rows()
+        assert bool(_tensorflow.all_rows_one_hot(tf.constant(q)))
+        for row in (1, 4):
+            alone = q.copy()
+            alone[row] = one_hot(np.array([0]), C)[0]
+            assert not bool(_tensorflow.all_rows_one_hot(tf.constant(alone)))
+
+    def test_xla_is_detected_while_tracing() -> None:
+        import tensorflow as tf
+
+        from polyloss_tf import _tensorflow
+
+        seen = {}
+
+        def probe(name):
+            def fn(x):
+                seen[name] = _tensorflow.compiling_with_xla()
+                return x
+
+            return fn
+
+        tf.function(probe("graph"))(tf.constant(1.0))
+        tf.function(probe("xla"), jit_compile=True)(tf.constant(1.0))
+        probe("eager")(tf.constant(1.0))
+        assert seen == {"graph": False, "xla": True, "eager": False}
+
+    def test_fit_with_one_hot_targets_matches_integer_targets() -> None:
+        """A model trained on one-hot rows follows the one trained on the same labels as integers."""
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(64, 5)).astype(np.float32)
+        y = rng.integers(0, 3, size=64)
+
+        def train(loss, labels):
+            keras.utils.set_random_seed(1)
+            model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+            model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+            model.fit(x, labels, epochs=3, batch_size=16, verbose=0, shuffle=False)
+            return [w.numpy() for w in model.weights]
+
+        dense = train(pl.Poly1CategoricalCrossentropy(epsilon=2.0, from_logits=True), one_hot(y, 3))
+        sparse = train(pl.Poly1SparseCategoricalCrossentropy(epsilon=2.0, from_logits=True), y)
+        for a, b in zip(dense, sparse, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
