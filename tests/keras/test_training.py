@@ -70,17 +70,22 @@ def test_model_fit_trains(case: str) -> None:
     assert np.mean(predictions == y) > 0.9
 
 
-def test_fit_with_mixed_bfloat16_policy() -> None:
+@pytest.mark.parametrize("labels", ["index", "one-hot"])
+def test_fit_with_mixed_bfloat16_policy(labels: str) -> None:
     x, y = _blobs()
+    loss = (
+        pl.Poly1SparseCategoricalCrossentropy(from_logits=True)
+        if labels == "index"
+        else pl.Poly1CategoricalCrossentropy(from_logits=True)
+    )
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
         model = _classifier()
         assert model.layers[-1].compute_dtype == "bfloat16"
-        model.compile(
-            optimizer=keras.optimizers.Adam(0.05), loss=pl.Poly1SparseCategoricalCrossentropy(from_logits=True)
-        )
-        history = model.fit(x, y, epochs=6, batch_size=32, verbose=0, shuffle=False).history["loss"]
+        model.compile(optimizer=keras.optimizers.Adam(0.05), loss=loss)
+        targets = y if labels == "index" else one_hot(y, C)
+        history = model.fit(x, targets, epochs=6, batch_size=32, verbose=0, shuffle=False).history["loss"]
     finally:
         keras.config.set_dtype_policy(previous)
     assert np.all(np.isfinite(history))
@@ -291,29 +296,37 @@ if BACKEND == "tensorflow":
         y = rng.integers(0, 4, size=64)
         w = rng.uniform(0.5, 2.0, size=64).astype("float32")
 
-        def build():
+        def build(make_loss):
             inputs = keras.Input((3,))
             hidden = keras.layers.Dense(8, activation="tanh", kernel_initializer=keras.initializers.GlorotUniform(seed=1))(inputs)
             outputs = keras.layers.Dense(4, kernel_initializer=keras.initializers.GlorotUniform(seed=2))(hidden)
             model = keras.Model(inputs, outputs)
-            model.compile(
-                optimizer=keras.optimizers.SGD(0.2),
-                loss=pl.Poly1SparseCategoricalCrossentropy(epsilon=2.0, from_logits=True),
-            )
+            model.compile(optimizer=keras.optimizers.SGD(0.2), loss=make_loss())
             return model
 
-        single = build()
-        single.fit(x, y, sample_weight=w, batch_size=16, epochs=3, shuffle=False, verbose=0)
+        # Integer labels, and the same labels one-hot (the TensorFlow path with a custom gradient).
+        cases = {
+            "sparse": (lambda: pl.Poly1SparseCategoricalCrossentropy(epsilon=2.0, from_logits=True), y),
+            "categorical": (
+                lambda: pl.Poly1CategoricalCrossentropy(epsilon=2.0, from_logits=True),
+                np.eye(4, dtype="float32")[y],
+            ),
+        }
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         assert strategy.num_replicas_in_sync == 2
-        with strategy.scope():
-            mirrored = build()
-        mirrored.fit(x, y, sample_weight=w, batch_size=16, epochs=3, shuffle=False, verbose=0)
-        initial = build()
-        moved = max(float(np.abs(a - b).max()) for a, b in zip(single.get_weights(), initial.get_weights()))
-        diff = max(float(np.abs(a - b).max()) for a, b in zip(single.get_weights(), mirrored.get_weights()))
-        print(f"moved={moved:.3e} diff={diff:.3e}")
-        sys.exit(0 if moved > 1e-2 and diff < 1e-5 else 1)
+        ok = True
+        for name, (make_loss, labels) in cases.items():
+            single = build(make_loss)
+            single.fit(x, labels, sample_weight=w, batch_size=16, epochs=3, shuffle=False, verbose=0)
+            with strategy.scope():
+                mirrored = build(make_loss)
+            mirrored.fit(x, labels, sample_weight=w, batch_size=16, epochs=3, shuffle=False, verbose=0)
+            initial = build(make_loss)
+            moved = max(float(np.abs(a - b).max()) for a, b in zip(single.get_weights(), initial.get_weights()))
+            diff = max(float(np.abs(a - b).max()) for a, b in zip(single.get_weights(), mirrored.get_weights()))
+            print(f"{name}: moved={moved:.3e} diff={diff:.3e}")
+            ok = ok and moved > 1e-2 and diff < 1e-5
+        sys.exit(0 if ok else 1)
         """
     )
 
@@ -328,4 +341,4 @@ if BACKEND == "tensorflow":
             [sys.executable, "-c", MIRRORED_SCRIPT], env=env, capture_output=True, text=True, timeout=300, check=False
         )
         assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-        assert "diff=" in result.stdout
+        assert "categorical: moved=" in result.stdout
