@@ -14,7 +14,7 @@ Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras
@@ -57,18 +57,27 @@ def _match_rank(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
 
 
 class _ConfiguredLoss(keras.losses.Loss):
-    """Validation of the common arguments, and ``get_config``.
+    """Validation of the common arguments, ``call`` and ``get_config``.
 
     Each subclass names, in ``_config_keys``, the constructor arguments it keeps
-    as attributes; ``get_config`` returns those next to Keras' own ``name``,
-    ``reduction`` and ``dtype``, so every constructor argument round-trips.
+    as attributes, and in ``_function`` the function of
+    :mod:`polyloss_tf.functional` it wraps (Keras' ``LossFunctionWrapper``
+    pattern): ``call`` passes that function the attributes as keyword arguments
+    of the same names, and ``get_config`` returns them next to Keras' own
+    ``name``, ``reduction`` and ``dtype``, so every constructor argument
+    round-trips.
     """
 
     _config_keys: tuple[str, ...] = ()
+    _function: Callable[..., Any]
 
     def __init__(self, *, reduction: Any, name: str | None, dtype: Any) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)  # Keras checks `reduction`
         self._dtype_arg = k.dtype_config(dtype)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_true, y_pred = _match_rank(y_true, y_pred)
+        return self._function(y_true, y_pred, **{key: getattr(self, key) for key in self._config_keys})
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = super().get_config()
@@ -139,12 +148,7 @@ class Poly1CategoricalCrossentropy(_ConfiguredLoss):
         self.label_smoothing = spec.label_smoothing
         self.axis = k.check_axis(axis)
 
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_true, y_pred = _match_rank(y_true, y_pred)
-        return F.poly1_categorical_crossentropy(
-            y_true, y_pred, self.epsilon, self.from_logits, self.label_smoothing, self.axis
-        )
-
+    _function = staticmethod(F.poly1_categorical_crossentropy)
     _config_keys = (
         "epsilon",
         "from_logits",
@@ -214,12 +218,7 @@ class Poly1SparseCategoricalCrossentropy(_ConfiguredLoss):
         self.ignore_class = k.check_ignore_class(ignore_class)
         self.axis = k.check_axis(axis)
 
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_true, y_pred = _match_rank(y_true, y_pred)
-        return F.poly1_sparse_categorical_crossentropy(
-            y_true, y_pred, self.epsilon, self.from_logits, self.ignore_class, self.axis
-        )
-
+    _function = staticmethod(F.poly1_sparse_categorical_crossentropy)
     _config_keys = (
         "epsilon",
         "from_logits",
@@ -285,12 +284,7 @@ class Poly1BinaryCrossentropy(_ConfiguredLoss):
         self.label_smoothing = spec.label_smoothing
         self.axis = k.check_axis(axis)
 
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_true, y_pred = _match_rank(y_true, y_pred)
-        return F.poly1_binary_crossentropy(
-            y_true, y_pred, self.epsilon, self.from_logits, self.label_smoothing, self.axis
-        )
-
+    _function = staticmethod(F.poly1_binary_crossentropy)
     _config_keys = (
         "epsilon",
         "from_logits",
@@ -366,12 +360,7 @@ class Poly1CategoricalFocalCrossentropy(_ConfiguredLoss):
         self.label_smoothing = spec.label_smoothing
         self.axis = k.check_axis(axis)
 
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_true, y_pred = _match_rank(y_true, y_pred)
-        return F.poly1_categorical_focal_crossentropy(
-            y_true, y_pred, self.epsilon, self.alpha, self.gamma, self.from_logits, self.label_smoothing, self.axis
-        )
-
+    _function = staticmethod(F.poly1_categorical_focal_crossentropy)
     _config_keys = (
         "epsilon",
         "alpha",
@@ -450,20 +439,7 @@ class Poly1BinaryFocalCrossentropy(_ConfiguredLoss):
         self.label_smoothing = spec.label_smoothing
         self.axis = k.check_axis(axis)
 
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_true, y_pred = _match_rank(y_true, y_pred)
-        return F.poly1_binary_focal_crossentropy(
-            y_true,
-            y_pred,
-            self.epsilon,
-            self.apply_class_balancing,
-            self.alpha,
-            self.gamma,
-            self.from_logits,
-            self.label_smoothing,
-            self.axis,
-        )
-
+    _function = staticmethod(F.poly1_binary_focal_crossentropy)
     _config_keys = (
         "epsilon",
         "apply_class_balancing",

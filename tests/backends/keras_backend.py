@@ -9,6 +9,7 @@ JAX only in that case.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -54,22 +55,28 @@ class KerasBackend:
         def total(z: Any) -> Any:
             return ops.sum(ops.cast(self.loss(family, z, labels, spec, axis=axis), "float32"))
 
-        if BACKEND == "tensorflow":
-            import tensorflow as tf
+        return gradient(total, logits)
 
-            with tf.GradientTape() as tape:
-                tape.watch(logits)
-                value = total(logits)
-            return tape.gradient(value, logits)
-        if BACKEND == "jax":
-            import jax
 
-            return jax.grad(total)(logits)
-        if BACKEND == "torch":
-            z = logits.detach().clone().requires_grad_(True)
-            total(z).backward()
-            return z.grad
-        raise RuntimeError(f"no gradient recipe for the Keras backend {BACKEND!r}")
+def gradient(fn: Callable[[Any], Any], x: Any) -> Any:
+    """``d fn(x) / dx`` for a scalar-valued ``fn`` on the active Keras backend, with its own autodiff."""
+    x = ops.convert_to_tensor(x)
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = fn(x)
+        return tape.gradient(value, x)
+    if BACKEND == "jax":
+        import jax
+
+        return jax.grad(lambda z: ops.cast(fn(z), "float32"))(x)
+    if BACKEND == "torch":
+        z = x.detach().clone().requires_grad_(True)
+        fn(z).backward()
+        return z.grad
+    raise RuntimeError(f"no gradient recipe for the Keras backend {BACKEND!r}")
 
 
 ADAPTER = KerasBackend()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
+
+from tests.backends.keras_backend import gradient as gradient  # the matrix backend's, shared
 
 BACKEND = keras.backend.backend()
 # float32 agreement between two float32 computations of the same quantity.
@@ -18,27 +19,6 @@ def to_np(value: Any) -> np.ndarray:
     if keras.backend.standardize_dtype(value.dtype) in ("float16", "bfloat16"):
         value = ops.cast(value, "float32")
     return np.asarray(ops.convert_to_numpy(value)).astype(np.float64)
-
-
-def gradient(fn: Callable[[Any], Any], x: Any) -> Any:
-    """``d fn(x) / dx`` for a scalar-valued ``fn`` on the active Keras backend."""
-    x = ops.convert_to_tensor(x)
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            value = fn(x)
-        return tape.gradient(value, x)
-    if BACKEND == "jax":
-        import jax
-
-        return jax.grad(lambda z: ops.cast(fn(z), "float32"))(x)
-    if BACKEND == "torch":
-        z = x.detach().clone().requires_grad_(True)
-        fn(z).backward()
-        return z.grad
-    raise RuntimeError(f"no gradient recipe for the Keras backend {BACKEND!r}")
 
 
 def logits(shape: tuple[int, ...], seed: int, scale: float = 2.0) -> np.ndarray:
