@@ -1,80 +1,64 @@
-"""Forward + backward cost of the Keras PolyLosses relative to Keras' own losses (TensorFlow backend).
+"""polyloss_tf against Keras' own losses on the TensorFlow backend, for the whole (shape x variant) matrix.
+
+Each contender is one ``tf.function`` step that returns the loss and its
+gradient with respect to the logits, in graph mode (or compiled by XLA with
+``--xla``), timed for every shape and variant of ``benchmarks/cases.py`` with
+the shared loop of ``benchmarks/harness.py``.
 
 Usage::
 
-    python benchmarks/bench_keras.py [--quick] [--xla] [--json PATH]
+    python benchmarks/bench_keras.py [--quick | --dry-run] [--xla] [--only TEXT] [--json PATH]
 
-Each case times one ``tf.function`` step that computes the loss from logits and
-its gradient with respect to the logits, for our loss and for the Keras loss it
-extends, on the same inputs. Rounds interleave the two (alternating which goes
-first); the reported ratio is the median of the per-round ratios, after a
-warm-up. The peak-memory ratio of a case compares the peak bytes the TensorFlow CPU
-allocator holds during a warm step (above what it held before the step), each
-side measured in its own fresh subprocess.
+Contenders (every loss takes logits, ``from_logits=True``, default reduction;
+classes last, Keras' convention):
 
-``run(quick)`` returns the rows as dicts with the keys ``framework``, ``case``,
-``shape``, ``ours_s``, ``native_s``, ``ratio`` and ``mem_ratio`` so an
-aggregate benchmark can import this module.
+* native: ``SparseCategoricalCrossentropy`` for integer labels,
+  ``CategoricalCrossentropy`` for one-hot and soft labels and, as Keras' sparse
+  loss has no ``label_smoothing``, for smoothed one-hot labels;
+  ``BinaryCrossentropy`` for the sigmoid variant.
+* ours: ``Poly1SparseCategoricalCrossentropy``, ``Poly1CategoricalCrossentropy``,
+  ``PolyLoss`` with a ``PolySpec`` (Poly-3), ``Poly1CategoricalFocalCrossentropy``
+  (one-hot labels, like the Keras loss it extends), ``Poly1BinaryFocalCrossentropy``.
+* peers: ``CategoricalFocalCrossentropy`` and ``BinaryFocalCrossentropy``, with
+  the same ``alpha``, ``gamma`` and class balancing as ours.
+
+TensorFlow runs with one intra-op and one inter-op thread, and the clock is the
+process' CPU time. Peak memory is what the TensorFlow CPU allocator holds at
+the peak of a warm step above what it held before (``get_memory_info``), each
+contender in its own fresh subprocess in a full run.
+
+``run(quick)`` returns one dict per (contender, shape, variant) with at least
+``framework``, ``case``, ``shape``, ``ours_s``, ``native_s``, ``ratio`` and
+``mem_ratio``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from cases import ALPHA, EPSILON, GAMMA, SMOOTHING, Shape, Variant, make_inputs, spec_for
+from harness import ensure_src_importable
+from matrix import Contender, Group, Suite, cli
+
+ensure_src_importable()
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# ``--xla`` is passed on to the memory subprocesses through the environment.
+XLA_ENV = "POLYLOSS_BENCH_KERAS_XLA"
 
-ROOT = Path(__file__).resolve().parents[1]
-SHAPES: tuple[tuple[int, int], ...] = ((4096, 1000), (65536, 10))
-# case name -> (our loss, Keras' loss, label kind); every loss takes logits.
-CASES: dict[str, tuple[str, str, str]] = {
-    "poly1-sparse": ("Poly1SparseCategoricalCrossentropy", "SparseCategoricalCrossentropy", "index"),
-    "poly1-categorical": ("Poly1CategoricalCrossentropy", "CategoricalCrossentropy", "one-hot"),
-    "poly1-categorical-focal": ("Poly1CategoricalFocalCrossentropy", "CategoricalFocalCrossentropy", "one-hot"),
-}
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import polyloss_tf  # noqa: E402
 
 
-def _require_tensorflow() -> None:
-    import keras
+def _step(loss: Any, xla: bool) -> Callable[[Any, Any], Any]:
+    """``tf.function(jit_compile=xla)`` returning the loss and its gradient with respect to the logits."""
 
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(f"bench_keras measures the TensorFlow backend; KERAS_BACKEND is {keras.backend.backend()!r}")
-
-
-def _loss(name: str) -> Any:
-    import keras
-
-    import polyloss_tf
-
-    module = polyloss_tf if name.startswith("Poly") else keras.losses
-    return getattr(module, name)(from_logits=True)
-
-
-def _inputs(shape: tuple[int, int], labels: str) -> tuple[Any, Any]:
-    import numpy as np
-    import tensorflow as tf
-
-    rng = np.random.default_rng(0)
-    logits = tf.constant(rng.normal(scale=2.0, size=shape).astype(np.float32))
-    index = rng.integers(0, shape[1], size=shape[0])
-    if labels == "index":
-        return logits, tf.constant(index)
-    return logits, tf.one_hot(index, shape[1], dtype=tf.float32)
-
-
-def _step(loss: Any, mode: str = "graph") -> Callable[[Any, Any], Any]:
-    import tensorflow as tf
-
-    @tf.function(jit_compile=mode == "xla")
+    @tf.function(jit_compile=xla)
     def step(logits: Any, labels: Any) -> Any:
         with tf.GradientTape() as tape:
             tape.watch(logits)
@@ -84,136 +68,106 @@ def _step(loss: Any, mode: str = "graph") -> Callable[[Any, Any], Any]:
     return step
 
 
-def _call(step: Callable[[Any, Any], Any], logits: Any, labels: Any) -> None:
-    value, _ = step(logits, labels)
-    value.numpy()  # both outputs come from one call; this waits for it
+class Step:
+    """The step of one loss, bound to its inputs; calling it waits for the result."""
+
+    def __init__(self, loss: Any, logits: Any, labels: Any, xla: bool) -> None:
+        self.function = _step(loss, xla)
+        self.logits, self.labels = logits, labels
+
+    def __call__(self) -> None:
+        value, _ = self.function(self.logits, self.labels)
+        value.numpy()  # both outputs come from one call; this waits for it
 
 
-def time_case(
-    case: str, shape: tuple[int, int], *, rounds: int, calls: int, warmup: int = 3, mode: str = "graph"
-) -> dict[str, Any]:
-    """Median per-call seconds of both steps and the median of the per-round ratios."""
-    ours_name, native_name, labels = CASES[case]
-    logits, target = _inputs(shape, labels)
-    steps = {"ours": _step(_loss(ours_name), mode), "native": _step(_loss(native_name), mode)}
-    for step in steps.values():
-        for _ in range(warmup):
-            _call(step, logits, target)
-    per_call: dict[str, list[float]] = {"ours": [], "native": []}
-    ratios = []
-    for r in range(rounds):
-        order = ("ours", "native") if r % 2 == 0 else ("native", "ours")
-        elapsed = {}
-        for key in order:
-            start = time.perf_counter()
-            for _ in range(calls):
-                _call(steps[key], logits, target)
-            elapsed[key] = (time.perf_counter() - start) / calls
-            per_call[key].append(elapsed[key])
-        ratios.append(elapsed["ours"] / elapsed["native"])
-    return {
-        "ours_s": statistics.median(per_call["ours"]),
-        "native_s": statistics.median(per_call["native"]),
-        "ratio": statistics.median(ratios),
-        "ratio_q1_q3": tuple(statistics.quantiles(ratios, n=4)[::2]) if len(ratios) > 1 else (ratios[0], ratios[0]),
-    }
+class KerasSuite(Suite):
+    def __init__(self, xla: bool = False) -> None:
+        super().__init__("keras-tf-xla" if xla else "keras-tf", __file__, memory_per_group=False, channels_last=True)
+        self.xla = xla
+
+    def setup(self) -> None:
+        if keras.backend.backend() != "tensorflow":
+            raise RuntimeError(
+                f"bench_keras measures the TensorFlow backend; KERAS_BACKEND is {keras.backend.backend()!r}"
+            )
+        if not getattr(KerasSuite, "_threads_set", False):
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+            KerasSuite._threads_set = True
+        keras.utils.set_random_seed(0)
+        tf.get_logger().setLevel("ERROR")  # every contender is its own tf.function: no retracing warnings
+
+    def versions(self) -> dict[str, str]:
+        return {"keras": keras.__version__, "tensorflow": tf.__version__}
+
+    def group(self, shape: Shape, variant: Variant) -> Group:
+        arrays = make_inputs(shape, variant, channels_last=True)
+        logits = tf.constant(arrays["logits"])
+        labels = {kind: tf.constant(array) for kind, array in arrays.items() if kind != "logits"}
+        losses = keras.losses
+        group = Group(lambda loss, kind: Step(loss, logits, labels[kind], self.xla))
+        add = group.add
+
+        key = variant.key
+        if key in ("poly1-int", "poly3-int"):
+            add("native", "SparseCategoricalCrossentropy", "native",
+                losses.SparseCategoricalCrossentropy(from_logits=True), "index", "sparse-ce:index")  # fmt: skip
+        if key == "poly1-int":
+            add("ours", "Poly1SparseCategoricalCrossentropy", "ours",
+                polyloss_tf.Poly1SparseCategoricalCrossentropy(epsilon=EPSILON, from_logits=True), "index")  # fmt: skip
+        elif key in ("poly1-onehot", "poly1-soft", "poly1-focal-softmax"):
+            labels_kind = "soft" if key == "poly1-soft" else "one-hot"
+            add("native", "CategoricalCrossentropy", "native",
+                losses.CategoricalCrossentropy(from_logits=True), labels_kind, f"ce:{labels_kind}")  # fmt: skip
+            if key == "poly1-focal-softmax":
+                add("ours", "Poly1CategoricalFocalCrossentropy", "ours",
+                    polyloss_tf.Poly1CategoricalFocalCrossentropy(
+                        epsilon=EPSILON, alpha=ALPHA, gamma=GAMMA, from_logits=True), "one-hot")  # fmt: skip
+                add("peer-keras", "keras CategoricalFocalCrossentropy", "peer",
+                    losses.CategoricalFocalCrossentropy(alpha=ALPHA, gamma=GAMMA, from_logits=True), "one-hot")  # fmt: skip
+            else:
+                add("ours", "Poly1CategoricalCrossentropy", "ours",
+                    polyloss_tf.Poly1CategoricalCrossentropy(epsilon=EPSILON, from_logits=True), labels_kind)  # fmt: skip
+        elif key == "poly1-smooth":
+            add("native", f"CategoricalCrossentropy(label_smoothing={SMOOTHING})", "native",
+                losses.CategoricalCrossentropy(from_logits=True, label_smoothing=SMOOTHING), "one-hot")  # fmt: skip
+            add("ours", f"Poly1CategoricalCrossentropy(label_smoothing={SMOOTHING})", "ours",
+                polyloss_tf.Poly1CategoricalCrossentropy(
+                    epsilon=EPSILON, from_logits=True, label_smoothing=SMOOTHING), "one-hot")  # fmt: skip
+        elif key == "poly3-int":
+            add("ours", "PolyLoss(PolySpec.poly_n)", "ours",
+                polyloss_tf.PolyLoss(spec_for(key), from_logits=True), "index")  # fmt: skip
+        elif key == "poly1-focal-sigmoid":
+            focal_args = {"apply_class_balancing": True, "alpha": ALPHA, "gamma": GAMMA, "from_logits": True}
+            add("native", "BinaryCrossentropy", "native", losses.BinaryCrossentropy(from_logits=True), "binary")
+            add("ours", "Poly1BinaryFocalCrossentropy", "ours",
+                polyloss_tf.Poly1BinaryFocalCrossentropy(epsilon=EPSILON, **focal_args), "binary")  # fmt: skip
+            add("peer-keras", "keras BinaryFocalCrossentropy", "peer",
+                losses.BinaryFocalCrossentropy(**focal_args), "binary")  # fmt: skip
+        else:
+            raise ValueError(f"unknown variant {key!r}")
+        return group
+
+    def peak_bytes(self, shape: Shape, variant: Variant, contender: Contender) -> int:
+        for _ in range(2):
+            contender.step()  # trace, compile and reach the steady state
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+        contender.step()
+        return int(tf.config.experimental.get_memory_info("CPU:0")["peak"] - before)
 
 
-# --------------------------------------------------------------------------- memory
-def _peak_probe(case: str, shape: tuple[int, int], which: str, mode: str) -> int:
-    """Bytes the TensorFlow CPU allocator holds at the peak of a warm step, above what it held before."""
-    _require_tensorflow()
-    import tensorflow as tf
-
-    ours_name, native_name, labels = CASES[case]
-    logits, target = _inputs(shape, labels)
-    step = _step(_loss(ours_name if which == "ours" else native_name), mode)
-    for _ in range(3):
-        _call(step, logits, target)
-    tf.config.experimental.reset_memory_stats("CPU:0")
-    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
-    for _ in range(3):
-        _call(step, logits, target)
-    return int(tf.config.experimental.get_memory_info("CPU:0")["peak"] - before)
+def run(quick: bool = False, dry: bool = False, xla: bool = False) -> list[dict[str, Any]]:
+    """Benchmark rows (``quick``: a smoke run; ``dry``: tiny shapes, every loss once, no timing)."""
+    return KerasSuite(xla).run(quick, dry)
 
 
-def peak_memory_ratio(case: str, shape: tuple[int, int], mode: str = "graph") -> float:
-    peaks = {}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
-    for which in ("ours", "native"):
-        out = subprocess.run(
-            [sys.executable, __file__, "--memory-probe", case, f"{shape[0]}x{shape[1]}", which, mode],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=600,
-        )
-        peaks[which] = int(out.stdout.strip().splitlines()[-1])
-    return peaks["ours"] / max(peaks["native"], 1)
-
-
-# --------------------------------------------------------------------------- driver
-def run(quick: bool = False, *, modes: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """Benchmark every case at both shapes.
-
-    ``quick`` uses fewer rounds (a smoke run). ``modes`` picks ``"graph"``
-    (``tf.function``, the reference setting) and/or ``"xla"``
-    (``tf.function(jit_compile=True)``, what ``model.fit`` uses on TensorFlow when
-    it can); by default both for a full run and only ``"graph"`` for a quick one.
-    """
-    _require_tensorflow()
-    rounds, calls = (6, 2) if quick else (30, 5)
-    if modes is None:
-        modes = ("graph",) if quick else ("graph", "xla")
-    rows = []
-    for mode in modes:
-        for shape in SHAPES:
-            for case, (ours_name, native_name, _) in CASES.items():
-                timing = time_case(case, shape, rounds=rounds, calls=calls, mode=mode)
-                rows.append(
-                    {
-                        "framework": "keras-tensorflow" + ("-xla" if mode == "xla" else ""),
-                        "case": f"{case} ({ours_name} / {native_name})",
-                        "shape": f"{shape[0]}x{shape[1]}",
-                        "ours_s": timing["ours_s"],
-                        "native_s": timing["native_s"],
-                        "ratio": timing["ratio"],
-                        "ratio_iqr": timing["ratio_q1_q3"],
-                        "mem_ratio": peak_memory_ratio(case, shape, mode),
-                    }
-                )
-    return rows
-
-
-def _print(rows: list[dict[str, Any]]) -> None:
-    print(f"{'mode':<22} {'case':<90} {'shape':>10} {'ours ms':>9} {'keras ms':>9} {'ratio':>6} {'IQR':>13} {'mem':>5}")
-    for row in rows:
-        q1, q3 = row["ratio_iqr"]
-        print(
-            f"{row['framework']:<22} {row['case']:<90} {row['shape']:>10} {row['ours_s'] * 1e3:9.2f} {row['native_s'] * 1e3:9.2f} "
-            f"{row['ratio']:6.3f} {q1:6.3f}-{q3:6.3f} {row['mem_ratio']:5.2f}"
-        )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few rounds (a smoke run, noisy)")
-    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
-    parser.add_argument("--xla", action="store_true", help="also time tf.function(jit_compile=True) in a quick run")
-    parser.add_argument("--memory-probe", nargs=4, metavar=("CASE", "SHAPE", "WHICH", "MODE"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.memory_probe:
-        case, shape, which, mode = args.memory_probe
-        n, c = (int(v) for v in shape.split("x"))
-        print(_peak_probe(case, (n, c), which, mode))
-        return 0
-    rows = run(quick=args.quick, modes=("graph", "xla") if args.xla else None)
-    _print(rows)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return 0
+def main(argv: list[str]) -> int:
+    if "--xla" in argv:
+        argv = [arg for arg in argv if arg != "--xla"]
+        os.environ[XLA_ENV] = "1"
+    return cli(KerasSuite(xla=os.environ.get(XLA_ENV) == "1"), argv)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,6 +1,6 @@
 """Runs the (shape x variant) matrix of one framework: timing, peak memory, rows and a command line.
 
-A framework module (``bench_torch``, ``bench_jax``, ``bench_keras_extra``)
+A framework module (``bench_torch``, ``bench_jax``, ``bench_keras``)
 provides a ``Suite``: how to build a group of contenders (the native loss, ours,
 peers) for one shape and variant, and how to measure one contender's peak
 memory in the current process. Everything else (the loop over the matrix, the

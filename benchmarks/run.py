@@ -8,7 +8,7 @@ Usage::
     python benchmarks/run.py --dry-run    # tiny shapes, every loss once: checks that the code runs
 
 Each framework runs in its own subprocess (``bench_torch.py``,
-``bench_keras_extra.py``, ``bench_jax.py``), so their thread pools and
+``bench_keras.py``, ``bench_jax.py``), so their thread pools and
 allocators never meet, with the environment of ``harness.child_env`` (one
 compute thread, steady allocator). The method is described in the docstrings
 of ``harness.py`` and ``matrix.py`` and on the generated page.
@@ -30,7 +30,7 @@ from report import FRAMEWORK_TITLES, machine, misses, write_page, write_plot
 from why import EXPLANATIONS, notes
 
 HERE = Path(__file__).resolve().parent
-MODULES = {"torch": "bench_torch.py", "keras": "bench_keras_extra.py", "jax": "bench_jax.py"}
+MODULES = {"torch": "bench_torch.py", "keras": "bench_keras.py", "jax": "bench_jax.py"}
 PAGE = ROOT / "docs" / "benchmarks.md"
 PLOT = ROOT / "docs" / "img" / "bench_ratio.png"
 
