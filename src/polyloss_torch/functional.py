@@ -150,11 +150,9 @@ def _loss_from_cross_entropy(ce: Tensor, one_minus_p: Tensor, spec: PolySpec) ->
     ``BCE(z, t)`` and ``1 - p`` is ``1 - p_t``, as SPEC section 3 defines.
     """
     if spec.gamma == 0.0 and len(spec.epsilons) == 1 and spec.epsilons[0] != 0.0:
-        # Poly-1, ``ce + eps (1 - p)``, as one multiply-add kernel instead of a multiply and an add.
-        # Right after the cross-entropy has streamed the logits through the caches, every extra
-        # small kernel (and its backward node) costs several times what it does in a tight loop:
-        # on CPU at (4096, 1000) about a quarter of a percent of F.cross_entropy each
-        # (docs/benchmarks.md, "The PyTorch (4096, 1000) case").
+        # Poly-1, ``ce + eps (1 - p)``, as one multiply-add kernel instead of a multiply and an add:
+        # right after the cross-entropy has streamed the logits through the caches, every extra
+        # small kernel (and its backward node) costs several times what it does in a tight loop.
         return torch.add(ce, one_minus_p, alpha=spec.epsilons[0])
     one_minus_p = _safe_one_minus_p(one_minus_p, spec)
     factor = focal_factor(one_minus_p, spec.gamma)

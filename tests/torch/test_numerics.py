@@ -208,20 +208,20 @@ def test_module_under_torch_func_jvp() -> None:
     torch.testing.assert_close(directional, (leaf.grad * tangent).sum())
 
 
-# --------------------------------------------------------------------------- the two ways to get (c, 1 - p_t)
+# --------------------------------------------------------------------------- the custom Function's two forward kernels
 @pytest.mark.parametrize(
-    ("shape", "fused"),
-    [((6, 3), True), ((6, 20), False), ((20,), False), ((2, 20, 3, 2), True), ((4, 12), True)],
-    ids=["few-classes", "many-classes", "unbatched", "strided-classes", "below-vector-width"],
+    ("shape", "softmax_kernel"),
+    [((6, 3), False), ((6, 20), True), ((20,), True), ((2, 20, 3, 2), True), ((4, 12), False), ((3,), False)],
+    ids=["few-classes", "many-classes", "unbatched", "strided-classes", "below-vector-width", "unbatched-few"],
 )
-def test_fused_and_plain_paths_agree(shape: tuple[int, ...], fused: bool) -> None:
-    """Whichever way (c, 1 - p_t) is computed, loss and gradient equal the float64 reference."""
-    from polyloss_torch._target_ce import fused_backward_is_faster
+def test_both_forward_kernels_agree(shape: tuple[int, ...], softmax_kernel: bool) -> None:
+    """Whichever kernel gives p (softmax, or log_softmax then exp), loss and gradient equal the float64 reference."""
+    from polyloss_torch._target_ce import softmax_kernel_is_faster
 
     dim = 0 if len(shape) == 1 else 1
     z = logits(shape, seed=40, dtype=torch.float64)
-    assert fused_backward_is_faster(z, dim) is fused
-    target = class_indices(shape, seed=40, ignore_index=-100)
+    assert softmax_kernel_is_faster(z, dim) is softmax_kernel
+    target = class_indices(shape, seed=40, ignore_index=-100 if len(shape) > 1 else None)
     weight = class_weight(shape[dim], seed=40, dtype=torch.float64)
     spec = PolySpec(epsilons=(2.0, -0.5), gamma=0.5)
     leaf = z.clone().requires_grad_(True)
@@ -238,6 +238,43 @@ def test_fused_and_plain_paths_agree(shape: tuple[int, ...], fused: bool) -> Non
     assert gradcheck(lambda x: poly_loss(x, target, spec, weight=weight), (z.clone().requires_grad_(True),))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("shape", [(5, 40), (2, 40, 3), (40,)], ids=["classification", "strided-classes", "unbatched"])
+def test_underflowing_target_probability_gives_the_exact_cross_entropy(
+    shape: tuple[int, ...], dtype: torch.dtype
+) -> None:
+    """Where softmax(z)_t underflows to 0 (or a subnormal), c = -log p_t is recomputed as logsumexp(z) - z_t.
+
+    Examples get a logit gap of 1e4, 90, 120, 800 or 0 (in turn) against their target:
+    from 90 on beyond float32's exp range, from 800 on beyond float64's. c must still
+    equal torch's cross-entropy.
+    """
+    from polyloss_torch._target_ce import TargetCrossEntropy, softmax_kernel_is_faster
+
+    dim = 0 if len(shape) == 1 else 1
+    num_classes = shape[dim]
+    z = logits(shape, seed=42, dtype=dtype)
+    assert softmax_kernel_is_faster(z, dim)
+    target = class_indices(shape, seed=42, ignore_index=None)
+    moved, flat_target = z.movedim(dim, -1).reshape(-1, num_classes), target.reshape(-1)
+    gaps = torch.tensor([1e4, 90.0, 120.0, 800.0, 0.0], dtype=dtype)
+    for row in range(moved.shape[0]):
+        moved[row, (flat_target[row] + 1) % num_classes] = moved[row, flat_target[row]] + gaps[row % len(gaps)]
+    z = moved.reshape(z.movedim(dim, -1).shape).movedim(-1, dim).contiguous().requires_grad_(True)
+    c, one_minus_p, _ = TargetCrossEntropy.apply(z, target, None, dim)
+    want = torch.nn.functional.cross_entropy(z.detach().double(), target, reduction="none")
+    assert torch.isfinite(c).all()
+    torch.testing.assert_close(c.double(), want, rtol=1e-6 if dtype == torch.float32 else 1e-12, atol=0.0)
+    torch.testing.assert_close(one_minus_p.double(), -torch.expm1(-want), rtol=1e-6, atol=0.0)
+    (c.sum() + one_minus_p.sum()).backward()
+    z_ce = z.detach().clone().requires_grad_(True)
+    native = torch.nn.functional.cross_entropy(z_ce, target, reduction="none")
+    (native - torch.expm1(-native)).sum().backward()
+    assert z.grad is not None
+    assert z_ce.grad is not None
+    torch.testing.assert_close(z.grad, z_ce.grad)
+
+
 @pytest.mark.filterwarnings(TORCH_JIT_WARNING)
 def test_target_cross_entropy_function_all_outputs() -> None:
     """The custom Function on its own: every output differentiable, first and second order, with ignored rows."""
@@ -251,9 +288,9 @@ def test_target_cross_entropy_function_all_outputs() -> None:
     def outputs(x: torch.Tensor):
         return TargetCrossEntropy.apply(x, safe, keep, 1)
 
-    c, one_minus_p, log_p = outputs(z)
+    c, one_minus_p, p = outputs(z)
     torch.testing.assert_close(c, torch.nn.functional.cross_entropy(z, target, reduction="none"))
     torch.testing.assert_close(one_minus_p, -torch.expm1(-c))
-    torch.testing.assert_close(log_p, torch.log_softmax(z, 1))
+    torch.testing.assert_close(p, torch.softmax(z, 1))
     assert gradcheck(outputs, (z,))
     assert gradgradcheck(outputs, (z,))
