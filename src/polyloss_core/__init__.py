@@ -11,12 +11,13 @@ Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 
 from . import reference, series
 from .series import focal_factor, horner, poly_loss_from_log_prob, polynomial_term
-from .spec import FAMILIES, Family, PolySpec, check_family
+from .spec import FAMILIES, Family, PolySpec, check_epsilon, check_family
 
 __all__ = [
     "FAMILIES",
     "Family",
     "PolySpec",
+    "check_epsilon",
     "check_family",
     "focal_factor",
     "horner",

@@ -44,6 +44,43 @@ def _as_real(name: str, value: Any) -> float:
     return number
 
 
+def check_epsilon(value: float, name: str = "epsilon") -> float:
+    """Return ``value`` if it is a valid leading coefficient ``eps_1``: finite and ``>= -1``.
+
+    The one bound every adapter applies to its ``epsilon`` argument (after its
+    own type rules) and ``PolySpec`` to ``epsilons[0]``. Below -1 the Poly-1 loss
+    ``-log p + eps (1 - p)`` turns negative and rises as ``p -> 1`` (Leng et al.
+    2022, section 3).
+
+    Args:
+        value: the coefficient, already a Python float (each adapter applies its
+            own rules for what may be passed: Python and NumPy numbers, static
+            values under ``jax.jit``).
+        name: the argument's name for the error message (default ``"epsilon"``).
+
+    Returns:
+        ``value`` unchanged.
+
+    Raises:
+        ValueError: if ``value`` is NaN, infinite or below -1, naming ``name``
+            and showing the value.
+
+    Example:
+        >>> check_epsilon(2.0)
+        2.0
+        >>> check_epsilon(-1.5)
+        Traceback (most recent call last):
+        ...
+        ValueError: epsilon must be a finite number >= -1, got epsilon=-1.5: with eps_1 below -1 the loss turns negative and rises as the prediction improves (Leng et al. 2022, section 3)
+    """
+    if not math.isfinite(value) or value < -1.0:
+        raise ValueError(
+            f"{name} must be a finite number >= -1, got {name}={value!r}: with eps_1 below -1 the loss "
+            "turns negative and rises as the prediction improves (Leng et al. 2022, section 3)"
+        )
+    return value
+
+
 def _as_alpha(value: Any) -> float | tuple[float, ...] | None:
     if value is None:
         return None
@@ -128,11 +165,8 @@ class PolySpec:
             raise ValueError(f"gamma must be >= 0, got {gamma!r}")
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing!r}")
-        if epsilons and epsilons[0] < -1.0:
-            raise ValueError(
-                f"epsilons[0] (eps_1) must be >= -1, got {epsilons[0]!r}: below -1 the loss "
-                "becomes negative and rises as p -> 1 (Leng et al. 2022, section 3)"
-            )
+        if epsilons:
+            check_epsilon(epsilons[0], "epsilons[0]")
         if not self.allow_increasing:
             problem = _increasing_reason(epsilons, gamma)
             if problem is not None:

@@ -18,7 +18,7 @@ from typing import Any, cast
 import jax
 import jax.numpy as jnp
 
-from polyloss_core import PolySpec, check_family
+from polyloss_core import PolySpec, check_epsilon, check_family
 from polyloss_core.series import focal_factor, poly_loss_from_log_prob, polynomial_term
 
 from ._checks import (
@@ -360,13 +360,7 @@ def _dtype_of(value: Any) -> Any:
 
 
 def _epsilon(value: Any) -> float:
-    epsilon = static_real("epsilon", value)
-    if not math.isfinite(epsilon) or epsilon < -1.0:
-        raise ValueError(
-            f"epsilon must be a finite number >= -1, got {epsilon!r}: below -1 the loss rises as p -> 1 "
-            "(Leng et al. 2022, section 3)"
-        )
-    return epsilon
+    return check_epsilon(static_real("epsilon", value))
 
 
 @functools.lru_cache(maxsize=256)

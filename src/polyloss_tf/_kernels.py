@@ -10,7 +10,6 @@ TensorFlow, JAX and PyTorch Keras backends.
 from __future__ import annotations
 
 import functools
-import math
 import numbers
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 from keras import ops
 from keras.src.backend import set_keras_mask  # private; see the note in ``unreduced``
 
+import polyloss_core
 from polyloss_core import PolySpec, check_family, poly_loss_from_log_prob, polynomial_term
 
 LOW_PRECISION = frozenset({"float16", "bfloat16"})
@@ -46,13 +46,7 @@ def check_epsilon(epsilon: Any) -> float:
     """``epsilon`` as a float in ``[-1, inf)``; the paper's validity bound is ``epsilon >= -1``."""
     if isinstance(epsilon, (bool, np.bool_)) or not isinstance(epsilon, (int, float, np.integer, np.floating)):
         raise TypeError(f"epsilon must be a real number, got epsilon={epsilon!r} of type {type(epsilon).__name__}")
-    value = float(epsilon)
-    if not math.isfinite(value) or value < -1.0:
-        raise ValueError(
-            f"epsilon must be a finite number >= -1, got epsilon={value!r}: below -1 the loss turns "
-            "negative and grows as the prediction improves (Leng et al. 2022, section 3)"
-        )
-    return value
+    return polyloss_core.check_epsilon(float(epsilon))
 
 
 def check_ignore_class(ignore_class: Any) -> int | None:

@@ -14,14 +14,13 @@ Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from polyloss_core import PolySpec, check_family
+from polyloss_core import PolySpec, check_epsilon, check_family
 from polyloss_core.series import focal_factor, poly_loss_from_log_prob, polynomial_term
 
 from ._target_ce import target_cross_entropy, transforming
@@ -41,13 +40,7 @@ def _check_reduction(reduction: Any) -> str:
 def _check_epsilon(epsilon: Any) -> float:
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)):
         raise TypeError(f"epsilon must be a real number, got {epsilon!r} of type {type(epsilon).__name__}")
-    value = float(epsilon)
-    if not math.isfinite(value) or value < -1.0:
-        raise ValueError(
-            f"epsilon must be a finite number >= -1, got {value!r}: below -1 the loss turns negative and "
-            "rises as the prediction improves (Leng et al. 2022, section 3)"
-        )
-    return value
+    return check_epsilon(float(epsilon))
 
 
 def _check_real(name: str, value: Any) -> float:

@@ -60,7 +60,7 @@ def test_default_is_poly1_with_epsilon_one(invoke: Invoke) -> None:
 
 def test_epsilon_below_minus_one_is_a_usage_error_with_the_spec_message(invoke: Invoke) -> None:
     result = invoke("coeffs", "--epsilon", "-2")
-    line = assert_usage_error(result, "--epsilon", "eps_1", "-2.0", "must be >= -1")
+    line = assert_usage_error(result, "--epsilon", "eps_1", "-2.0", "must be a finite number >= -1")
     assert "not a valid PolySpec" in line
 
 

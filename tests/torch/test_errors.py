@@ -93,9 +93,9 @@ def test_sigmoid_target_shape_and_range() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "pattern"),
     [
-        ({"epsilon": -1.5}, ValueError, r"epsilon must be a finite number >= -1, got -1\.5"),
-        ({"epsilon": float("nan")}, ValueError, r"epsilon must be a finite number >= -1, got nan"),
-        ({"epsilon": float("inf")}, ValueError, r"epsilon .* got inf"),
+        ({"epsilon": -1.5}, ValueError, r"epsilon must be a finite number >= -1, got epsilon=-1\.5"),
+        ({"epsilon": float("nan")}, ValueError, r"epsilon must be a finite number >= -1, got epsilon=nan"),
+        ({"epsilon": float("inf")}, ValueError, r"epsilon .* got epsilon=inf"),
         ({"epsilon": "2"}, TypeError, r"epsilon must be a real number, got '2' of type str"),
         ({"epsilon": True}, TypeError, r"epsilon must be a real number, got True"),
         ({"epsilon": torch.tensor(1.0)}, TypeError, r"epsilon must be a real number.*Tensor"),
@@ -122,7 +122,7 @@ def test_bad_poly1_cross_entropy_options(kwargs: dict, error: type, pattern: str
 @pytest.mark.parametrize(
     ("kwargs", "error", "pattern"),
     [
-        ({"epsilon": -2.0}, ValueError, r"epsilon must be a finite number >= -1, got -2\.0"),
+        ({"epsilon": -2.0}, ValueError, r"epsilon must be a finite number >= -1, got epsilon=-2\.0"),
         ({"reduction": "average"}, ValueError, r"got 'average'"),
         ({"label_smoothing": 1.5}, ValueError, r"label_smoothing must be in \[0, 1\), got 1\.5"),
         ({"weight": torch.ones(2, 2)}, ValueError, r"weight must have shape \(C,\).*got \(2, 2\)"),
@@ -141,7 +141,7 @@ def test_module_rejects_bad_configuration_at_construction(kwargs: dict, error: t
         ({"alpha": "0.25"}, TypeError, r"alpha must be a real number, got '0.25'"),
         ({"gamma": -1.0}, ValueError, r"gamma must be >= 0, got -1\.0"),
         ({"gamma": None}, TypeError, r"gamma must be a real number, got None"),
-        ({"epsilon": -1.01}, ValueError, r"epsilon must be a finite number >= -1, got -1\.01"),
+        ({"epsilon": -1.01}, ValueError, r"epsilon must be a finite number >= -1, got epsilon=-1\.01"),
         ({"reduction": "batchmean"}, ValueError, r"got 'batchmean'"),
     ],
 )

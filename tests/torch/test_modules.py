@@ -159,5 +159,5 @@ def test_mutating_a_module_attribute_changes_the_loss() -> None:
     module.epsilon = 3.0
     assert torch.equal(module(z, target), poly1_cross_entropy(z, target, epsilon=3.0))
     module.epsilon = -7.0
-    with pytest.raises(ValueError, match=r"epsilon .* got -7\.0"):
+    with pytest.raises(ValueError, match=r"epsilon .* got epsilon=-7\.0"):
         module(z, target)
