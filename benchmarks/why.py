@@ -31,9 +31,9 @@ def torch_integer(row: Row, find: Find) -> str:
     reference = find("torch", row["shape_key"], "poly1-int", "reference")
     return (
         f"The two-line composition that PolyLoss rests on (per-example `F.cross_entropy`, then "
-        f"`c - eps * expm1(-c)`) measured {_ratio(reference)} in the same rounds: most of the cost is that of "
-        "any small kernel run after a large cross-entropy on a CPU, not of the library; "
-        "[the investigation below](#the-pytorch-4096-1000-case) has the details." + _noise(row)
+        f"`c - eps * expm1(-c)`) measured {_ratio(reference)} in the same rounds; "
+        "[how the library's own backward usually beats both]"
+        "(#why-pytorchs-poly-1-is-cheaper-than-its-own-cross-entropy) is explained below." + _noise(row)
     )
 
 
