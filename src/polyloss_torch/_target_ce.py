@@ -30,10 +30,9 @@ numbers to float rounding, both tested against the float64 reference):
   16 entries, e.g. ``(65536, 10)``: there torch's softmax kernel takes a slow
   per-row path and its log-softmax kernel is the faster one.
 
-The backward uses only differentiable operations (out of place when a graph is
-being built) and reads the saved *outputs* ``p`` and ``x``, so double backward
-(``create_graph=True``) is exact; it is checked with
-``torch.autograd.gradgradcheck``.
+The backward uses only differentiable operations and reads the saved *outputs*
+``p`` and ``x``, so double backward (``create_graph=True``) is exact; it is
+checked with ``torch.autograd.gradgradcheck``.
 """
 
 from __future__ import annotations
@@ -60,16 +59,16 @@ class TargetCrossEntropy(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor, Tensor]:
         # The classic ctx-in-forward form: the setup_context form costs an inspect.signature
         # per call, and this Function is never used under torch.func transforms (see transforming).
-        at_target = index.unsqueeze(dim)
+        target_index = index.unsqueeze(dim)
         if softmax_kernel_is_faster(z, dim):
             p = torch.softmax(z, dim)
-            p_t = p.gather(dim, at_target).squeeze(dim)
+            p_t = p.gather(dim, target_index).squeeze(dim)
             c = p_t.log().neg_()
             _exact_where_underflow(c, p_t, z, index, dim)
             x = torch.rsub(p_t, 1.0)
         else:
             log_p = torch.log_softmax(z, dim)
-            c = log_p.gather(dim, at_target).squeeze(dim).neg_()
+            c = log_p.gather(dim, target_index).squeeze(dim).neg_()
             x = torch.expm1(-c).neg_()
             p = log_p.exp_()
         if keep is not None:
@@ -87,7 +86,6 @@ class TargetCrossEntropy(torch.autograd.Function):
     ) -> tuple[Tensor | None, None, None, None]:
         p, x, index, *rest = ctx.saved_tensors
         dim = ctx.dim
-        building_graph = torch.is_grad_enabled()
         # d/dc of everything that reached c directly or through x = 1 - exp(-c).
         g: Tensor | None = grad_c
         if grad_x is not None:
@@ -98,11 +96,8 @@ class TargetCrossEntropy(torch.autograd.Function):
         grad: Tensor | None = None
         if g is not None:
             at_target = (-(g * x)).unsqueeze(dim)  # g (p_t - 1), without cancellation
-            grad = p * g.unsqueeze(dim)
-            if building_graph:
-                grad = grad.scatter(dim, index.unsqueeze(dim), at_target)
-            else:
-                grad = grad.scatter_(dim, index.unsqueeze(dim), at_target)
+            # In place on the product, which no backward node saves, so also when a graph is being built.
+            grad = (p * g.unsqueeze(dim)).scatter_(dim, index.unsqueeze(dim), at_target)
         if grad_p is not None:
             # softmax's own backward, for callers that used the third output.
             through_p = p * (grad_p - (grad_p * p).sum(dim, keepdim=True))
