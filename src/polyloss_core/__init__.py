@@ -9,18 +9,31 @@ Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
 Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 """
 
-from . import reference, series
-from .series import focal_factor, horner, poly_loss_from_log_prob, polynomial_term
-from .spec import FAMILIES, Family, PolySpec, check_epsilon, check_family
+from . import checks, reference, series
+from .checks import check_epsilon
+from .series import (
+    ArrayOps,
+    focal_factor,
+    focal_power,
+    horner,
+    loss_from_ce,
+    poly_loss_from_log_prob,
+    polynomial_term,
+)
+from .spec import FAMILIES, Family, PolySpec, check_family
 
 __all__ = [
     "FAMILIES",
+    "ArrayOps",
     "Family",
     "PolySpec",
     "check_epsilon",
     "check_family",
+    "checks",
     "focal_factor",
+    "focal_power",
     "horner",
+    "loss_from_ce",
     "poly_loss_from_log_prob",
     "polynomial_term",
     "reference",

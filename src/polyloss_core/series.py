@@ -1,19 +1,53 @@
-"""The PolyLoss maths written once, with nothing but ``+``, ``*`` and ``**``.
+"""The PolyLoss maths written once, with nothing but ``+``, ``*``, ``**`` and a few :class:`ArrayOps`.
 
 These helpers accept any array type that overloads the arithmetic operators
 (NumPy arrays, torch tensors, jax arrays, Keras / TensorFlow tensors), so every
-adapter evaluates the same polynomial in the same order. The framework-specific
-parts (``log_softmax``, ``expm1``, gathers) stay in the adapters.
+adapter evaluates the same polynomial in the same order. The few operations
+that operators cannot spell (``where``, a fused multiply-add, the dtype's
+``tiny``) come from the adapter's :class:`ArrayOps` object, in the manner of
+einops' backends: the algorithm once, a few small operations per framework.
+The framework-specific parts (``log_softmax``, gathers, custom gradients) stay
+in the adapters.
+
+Decisions made here, once, for every adapter:
+
+* :func:`loss_from_ce`: the whole family from a cross-entropy ``c = -log p``
+  and ``x = 1 - p`` (SPEC section 4), with Poly-1 as one multiply-add;
+* :func:`focal_power`: the one rule that keeps a fractional ``gamma`` finite,
+  in value and in every derivative, as ``p -> 1``;
+* :func:`smoothing_weights`, :func:`poly1_class_sum`, :func:`smooth_targets`,
+  :func:`smooth_binary_targets`: label smoothing for class indices
+  (a decomposition, never a one-hot tensor) and for dense targets;
+* :func:`alpha_parts` and :func:`sigmoid_alpha_t`: what ``spec.alpha`` means in
+  each family.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from .spec import PolySpec
 
-__all__ = ["focal_factor", "horner", "poly_loss_from_log_prob", "polynomial_term"]
+__all__ = [
+    "ArrayOps",
+    "NumpyOps",
+    "alpha_parts",
+    "focal_factor",
+    "focal_power",
+    "horner",
+    "loss_from_ce",
+    "needs_power_guard",
+    "poly1_class_sum",
+    "poly_loss_from_log_prob",
+    "polynomial_term",
+    "power_guard_threshold",
+    "sigmoid_alpha_t",
+    "smooth_binary_targets",
+    "smooth_targets",
+    "smoothing_weights",
+]
 
 T = TypeVar("T")
 
@@ -75,3 +109,224 @@ def poly_loss_from_log_prob(log_p: Any, one_minus_p: Any, spec: PolySpec) -> Any
     """
     base = -log_p if spec.gamma == 0 else -(focal_factor(one_minus_p, spec.gamma) * log_p)
     return base + polynomial_term(one_minus_p, spec) if any(spec.epsilons) else base
+
+
+# --------------------------------------------------------------------------- per-framework operations
+class ArrayOps:
+    """The few array operations the core maths needs beyond ``+ - * **``.
+
+    Each adapter subclasses this once (``where`` and ``tiny`` are required) and
+    passes the instance to :func:`loss_from_ce` and :func:`focal_power`.
+    ``add_scaled`` defaults to ``a + alpha * b``; an adapter may override it
+    with a fused kernel (torch's ``torch.add(a, b, alpha=...)``).
+    """
+
+    def where(self, condition: Any, a: Any, b: Any) -> Any:  # pragma: no cover - abstract
+        """Elementwise ``a if condition else b``."""
+        raise NotImplementedError
+
+    def tiny(self, x: Any) -> float:  # pragma: no cover - abstract
+        """The smallest positive normal number of ``x``'s dtype."""
+        raise NotImplementedError
+
+    def add_scaled(self, a: Any, b: Any, alpha: Any) -> Any:
+        """``a + alpha * b``."""
+        return a + alpha * b
+
+
+class NumpyOps(ArrayOps):
+    """:class:`ArrayOps` for NumPy arrays (the core's own tests and the CLI's curves)."""
+
+    def where(self, condition: Any, a: Any, b: Any) -> Any:
+        import numpy as np
+
+        return np.where(condition, a, b)
+
+    def tiny(self, x: Any) -> float:
+        import numpy as np
+
+        dtype = np.result_type(x)
+        return float(np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).tiny)
+
+
+# --------------------------------------------------------------------------- the fractional-gamma rule
+def needs_power_guard(gamma: float) -> bool:
+    """Whether ``x^gamma`` needs :func:`focal_power`'s guard: every non-integer ``gamma > 0``.
+
+    For a non-integer ``gamma`` the ``k``-th derivative of ``x^gamma`` is infinite
+    at ``x = 0`` for every ``k > gamma`` (the first for ``gamma < 1``, the second
+    for ``1 < gamma < 2``, ...), and ``x = 1 - p_t`` *is* 0 in floating point for
+    every confident example. Integer powers are polynomials and need nothing.
+
+    Examples:
+        >>> needs_power_guard(2.0), needs_power_guard(1.5), needs_power_guard(0.0)
+        (False, True, False)
+    """
+    return gamma > 0 and gamma != math.floor(gamma)
+
+
+def power_guard_threshold(tiny: float) -> float:
+    """``sqrt(tiny)``: below it, :func:`focal_power` returns exactly 0.
+
+    At ``x = sqrt(tiny)`` the second derivative ``gamma (gamma - 1) x^(gamma - 2)``
+    is at most ``tiny^-1`` (finite in every float format), and the loss dropped
+    below it, about ``x^(1 + gamma)``, is far below the dtype's resolution of any
+    loss one would sum it with.
+
+    Examples:
+        >>> power_guard_threshold(4.0)
+        2.0
+    """
+    return math.sqrt(tiny)
+
+
+def focal_power(x: Any, gamma: float, ops: ArrayOps) -> Any:
+    """``x^gamma`` for ``x = 1 - p >= 0``, finite in value and in every derivative. The one rule.
+
+    * ``gamma == 0``: the Python float ``1.0``; ``gamma`` 1 and 2: ``x`` and ``x * x``.
+    * other integers: ``x ** gamma`` (a polynomial).
+    * non-integer ``gamma``: a double ``where``. Entries with
+      ``x <= sqrt(tiny)`` (:func:`power_guard_threshold`) are evaluated at
+      ``x = 1`` and then replaced by 0, so neither the value nor any derivative
+      of any order sees ``0^(gamma - k)``; entries above the threshold get the
+      exact power. Autograd, ``jax.grad`` / ``jax.hessian`` and
+      ``tf.GradientTape`` all differentiate a ``where`` into a ``where``, so the
+      masked entries get exactly 0 and no ``inf * 0 = nan``.
+
+    Examples:
+        >>> import numpy as np
+        >>> focal_power(np.array([0.0, 1e-200, 0.25]), 0.5, NumpyOps()).tolist()
+        [0.0, 0.0, 0.5]
+    """
+    if not needs_power_guard(gamma):
+        return focal_factor(x, gamma)
+    keep = x > power_guard_threshold(ops.tiny(x))
+    safe = ops.where(keep, x, 1.0)
+    return ops.where(keep, safe**gamma, 0.0)
+
+
+# --------------------------------------------------------------------------- the family from a cross-entropy
+def loss_from_ce(ce: Any, one_minus_p: Any, spec: PolySpec, ops: ArrayOps, *, epsilon: Any = None) -> Any:
+    """``ce (1 - p)^gamma + sum_j eps_j (1 - p)^(j + gamma)``: every member of the family from a cross-entropy.
+
+    For a hard label ``ce = -log p_t`` and ``1 - p_t = -expm1(-ce)`` exactly
+    (SPEC section 4), so the polynomial costs a few elementwise operations on top
+    of the framework's own fused cross-entropy. For the sigmoid family ``ce`` is
+    ``BCE(z, t)`` and ``one_minus_p`` is ``1 - p_t`` (SPEC section 3). For a
+    per-class loss (soft targets) ``ce = -log p_c`` and ``one_minus_p = 1 - p_c``.
+
+    Poly-1 (``gamma = 0``, one epsilon) is ``ops.add_scaled(ce, one_minus_p, eps)``,
+    one fused multiply-add where the framework has one. A non-integer ``gamma``
+    goes through :func:`focal_power`.
+
+    Args:
+        ce: the cross-entropy ``-log p`` (or BCE), any array type.
+        one_minus_p: ``1 - p`` for the same ``p``, computed without cancellation.
+        spec: the loss; only ``epsilons`` and ``gamma`` are used here (weights
+            and smoothing are applied by the caller).
+        ops: the adapter's :class:`ArrayOps`.
+        epsilon: optional replacement for ``eps_1`` that may be an array (a traced
+            JAX value, for ``vmap`` over epsilons or a schedule under ``jit``); the
+            spec's other epsilons still apply.
+
+    Returns:
+        The per-element loss, the arrays' type.
+
+    Examples:
+        >>> import numpy as np
+        >>> ce = np.array([0.5])
+        >>> loss_from_ce(ce, -np.expm1(-ce), PolySpec.poly1(2.0), NumpyOps()).round(6).tolist()
+        [1.286939]
+    """
+    epsilons: Sequence[Any] = spec.epsilons
+    if epsilon is not None:
+        epsilons = (epsilon, *spec.epsilons[1:]) if spec.epsilons else (epsilon,)
+    if spec.gamma == 0.0 and len(epsilons) == 1:
+        return ops.add_scaled(ce, one_minus_p, epsilons[0])
+    factor = focal_power(one_minus_p, spec.gamma, ops)
+    base = ce if isinstance(factor, float) else ce * factor
+    if not epsilons or (epsilon is None and not any(spec.epsilons)):
+        return base
+    series = horner(one_minus_p, epsilons) if epsilon is None else _horner_any(one_minus_p, epsilons)
+    return base + (series if isinstance(factor, float) else series * factor)
+
+
+def _horner_any(x: Any, coefficients: Sequence[Any]) -> Any:
+    """:func:`horner` for coefficients that may be arrays (no ``float()`` on them)."""
+    acc: Any = coefficients[-1]
+    for c in reversed(coefficients[:-1]):
+        acc = acc * x + c
+    return acc * x
+
+
+# --------------------------------------------------------------------------- label smoothing
+def smoothing_weights(spec: PolySpec, num_classes: int) -> tuple[float, float]:
+    """``(1 - s, s / C)``: smoothed class indices as weights of two losses.
+
+    With ``q' = (1 - s) onehot(y) + s / C`` the softmax loss ``sum_c w_c q'_c l(p_c)``
+    is ``(1 - s) w_y l(p_y) + (s / C) sum_c w_c l(p_c)``: the hard-label loss plus a
+    sum over classes, with no one-hot tensor. Every adapter builds smoothed
+    class-index losses this way.
+
+    Examples:
+        >>> smoothing_weights(PolySpec.poly1(label_smoothing=0.1), 4)
+        (0.9, 0.025)
+    """
+    s = spec.label_smoothing
+    return 1.0 - s, s / num_classes
+
+
+def poly1_class_sum(neg_log_p_sum: Any, spec: PolySpec, num_classes: int, *, epsilon: Any = None) -> Any:
+    """``sum_c l(p_c)`` for Poly-1 without class weights: ``sum_c -log p_c + eps (C - 1)``.
+
+    Because the probabilities sum to 1, ``sum_c eps (1 - p_c) = eps (C - 1)``: the
+    smoothed Poly-1 needs the sum of the log-probabilities and nothing per class.
+    Only for ``gamma = 0`` and one epsilon (``epsilon`` may replace it, as in
+    :func:`loss_from_ce`).
+
+    Examples:
+        >>> poly1_class_sum(3.0, PolySpec.poly1(2.0), 4)
+        9.0
+    """
+    eps = spec.epsilons[0] if epsilon is None else epsilon
+    return neg_log_p_sum + eps * (num_classes - 1)
+
+
+def smooth_targets(q: Any, spec: PolySpec, num_classes: int) -> Any:
+    """``(1 - s) q + s / C`` for dense (probability) targets; ``q`` itself when ``s = 0``."""
+    s = spec.label_smoothing
+    return q if not s else (1.0 - s) * q + s / num_classes
+
+
+def smooth_binary_targets(t: Any, spec: PolySpec) -> Any:
+    """``(1 - s) t + s / 2`` for sigmoid targets; ``t`` itself when ``s = 0``."""
+    s = spec.label_smoothing
+    return t if not s else (1.0 - s) * t + 0.5 * s
+
+
+# --------------------------------------------------------------------------- weights
+def alpha_parts(spec: PolySpec) -> tuple[float, tuple[float, ...] | None]:
+    """Softmax ``spec.alpha`` as ``(scalar, per_class)``: a number scales every class, a tuple weighs each.
+
+    The adapter multiplies its own per-class ``weight`` (torch) with
+    ``per_class`` and the loss with ``scalar``.
+
+    Examples:
+        >>> alpha_parts(PolySpec(alpha=0.5)), alpha_parts(PolySpec(alpha=(1.0, 2.0)))
+        ((0.5, None), (1.0, (1.0, 2.0)))
+    """
+    if isinstance(spec.alpha, tuple):
+        return 1.0, spec.alpha
+    return (1.0 if spec.alpha is None else float(spec.alpha)), None
+
+
+def sigmoid_alpha_t(t: Any, alpha: float | None) -> Any:
+    """``alpha_t = alpha t + (1 - alpha)(1 - t)`` as ``(1 - alpha) + (2 alpha - 1) t``; ``None`` for no alpha.
+
+    Examples:
+        >>> sigmoid_alpha_t(1.0, 0.25), sigmoid_alpha_t(0.0, 0.25)
+        (0.25, 0.75)
+    """
+    if alpha is None:
+        return None
+    return (1.0 - alpha) + (2.0 * alpha - 1.0) * t

@@ -17,13 +17,17 @@ Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from .checks import check_epsilon, check_gamma, check_label_smoothing, real
+
 __all__ = ["FAMILIES", "Family", "PolySpec", "check_family"]
+
+_as_real = real
 
 Family = Literal["softmax", "sigmoid"]
 FAMILIES: tuple[str, ...] = ("softmax", "sigmoid")
@@ -34,60 +38,18 @@ FAMILIES: tuple[str, ...] = ("softmax", "sigmoid")
 _ZERO_COEFFICIENT = 1e-9
 
 
-def _as_real(name: str, value: Any) -> float:
-    """Return ``value`` as a finite Python float or raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {number!r}")
-    return number
-
-
-def check_epsilon(value: float, name: str = "epsilon") -> float:
-    """Return ``value`` if it is a valid leading coefficient ``eps_1``: finite and ``>= -1``.
-
-    The one bound every adapter applies to its ``epsilon`` argument (after its
-    own type rules) and ``PolySpec`` to ``epsilons[0]``. Below -1 the Poly-1 loss
-    ``-log p + eps (1 - p)`` turns negative and rises as ``p -> 1`` (Leng et al.
-    2022, section 3).
-
-    Args:
-        value: the coefficient, already a Python float (each adapter applies its
-            own rules for what may be passed: Python and NumPy numbers, static
-            values under ``jax.jit``).
-        name: the argument's name for the error message (default ``"epsilon"``).
-
-    Returns:
-        ``value`` unchanged.
-
-    Raises:
-        ValueError: if ``value`` is NaN, infinite or below -1, naming ``name``
-            and showing the value.
-
-    Example:
-        >>> check_epsilon(2.0)
-        2.0
-        >>> check_epsilon(-1.5)
-        Traceback (most recent call last):
-        ...
-        ValueError: epsilon must be a finite number >= -1, got epsilon=-1.5: with eps_1 below -1 the loss turns negative and rises as the prediction improves (Leng et al. 2022, section 3)
-    """
-    if not math.isfinite(value) or value < -1.0:
-        raise ValueError(
-            f"{name} must be a finite number >= -1, got {name}={value!r}: with eps_1 below -1 the loss "
-            "turns negative and rises as the prediction improves (Leng et al. 2022, section 3)"
-        )
-    return value
-
-
 def _as_alpha(value: Any) -> float | tuple[float, ...] | None:
     if value is None:
         return None
-    if isinstance(value, (str, bytes, Mapping)):
+    if isinstance(value, (str, bytes, Mapping, set, frozenset)):
         raise TypeError(f"alpha must be None, a number or a sequence of numbers, got {value!r}")
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
     if isinstance(value, (Sequence, np.ndarray)):
-        weights = tuple(_as_real(f"alpha[{i}]", v) for i, v in enumerate(np.asarray(value).ravel().tolist()))
+        shape = np.shape(value)
+        if len(shape) != 1:
+            raise ValueError(f"alpha must be a number or a 1-d sequence (one weight per class), got shape {shape}")
+        weights = tuple(_as_real(f"alpha[{i}]", v) for i, v in enumerate(value))
         if not weights:
             raise ValueError("alpha must not be an empty sequence; use None for no weighting")
         for i, w in enumerate(weights):
@@ -147,8 +109,13 @@ class PolySpec:
 
     def __post_init__(self) -> None:
         raw = self.epsilons
-        if isinstance(raw, (str, bytes)) or not isinstance(raw, Iterable):
-            raise TypeError(f"epsilons must be a sequence of numbers, got {raw!r}")
+        if isinstance(raw, np.ndarray) and raw.ndim != 1:
+            raise ValueError(f"epsilons must be a 1-d sequence of numbers, got an array of shape {raw.shape}")
+        if isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, (Sequence, np.ndarray)):
+            raise TypeError(
+                f"epsilons must be an ordered sequence of numbers (a tuple or list), got {raw!r} "
+                f"of type {type(raw).__name__}"
+            )
         epsilons = tuple(_as_real(f"epsilons[{i}]", e) for i, e in enumerate(raw))
         gamma = _as_real("gamma", self.gamma)
         smoothing = _as_real("label_smoothing", self.label_smoothing)
@@ -161,10 +128,8 @@ class PolySpec:
         object.__setattr__(self, "alpha", alpha)
         object.__setattr__(self, "allow_increasing", bool(self.allow_increasing))
 
-        if gamma < 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma!r}")
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing!r}")
+        check_gamma(gamma)
+        check_label_smoothing(smoothing)
         if epsilons:
             check_epsilon(epsilons[0], "epsilons[0]")
         if not self.allow_increasing:
@@ -264,7 +229,13 @@ class PolySpec:
             raise ValueError(f"unknown PolySpec field(s) {unknown}; expected a subset of {sorted(known)}")
         kwargs = dict(data)
         if "epsilons" in kwargs:
-            kwargs["epsilons"] = tuple(kwargs["epsilons"])
+            epsilons = kwargs["epsilons"]
+            if not isinstance(epsilons, (list, tuple)):
+                raise TypeError(
+                    f"PolySpec field 'epsilons' must be a list of numbers, got {epsilons!r} "
+                    f"of type {type(epsilons).__name__}"
+                )
+            kwargs["epsilons"] = tuple(epsilons)
         if isinstance(kwargs.get("alpha"), list):
             kwargs["alpha"] = tuple(kwargs["alpha"])
         return cls(**kwargs)
@@ -305,24 +276,30 @@ def _increasing_reason(epsilons: tuple[float, ...], gamma: float) -> str | None:
     n = len(epsilons)
     if n == 0:
         return None
+    from .series import horner  # series imports this module
+
     j = np.arange(1, n + 1, dtype=np.float64)
-    head = (j + gamma) * (1.0 / j + np.asarray(epsilons))  # coefficients of h for j <= N
+    eps = np.asarray(epsilons, dtype=np.float64)
+    # Everything is divided by the largest coefficient, so huge epsilons (1e308) cannot overflow
+    # to inf - inf = nan; the sign of h, all that matters, is unchanged.
+    weighted = (j + gamma) * eps  # coefficients of the polynomial part of h
+    scale = max(1.0, float(np.max(np.abs(weighted))))
+    head = (j + gamma) / j / scale + weighted / scale  # coefficients of h for j <= N, over scale
     for k, c in enumerate(head, start=1):
-        if abs(c) <= _ZERO_COEFFICIENT:
+        if abs(c) * scale <= _ZERO_COEFFICIENT:
             continue
         if c < 0:
             return f"alpha_{k} = 1/{k} + eps_{k} = {1.0 / k + epsilons[k - 1]:.6g} < 0 is the leading term near p = 1"
         break
-    # Dense check of h(x) = g*(-log(1-x)) + x/(1-x) + sum_j (j+g) eps_j x^j on (0, 1).
+    # Dense check of h(x) = g*(-log(1-x)) + x/(1-x) + sum_j (j+g) eps_j x^j on (0, 1), by Horner's
+    # rule on the grid (memory independent of N).
     x = np.unique(np.concatenate([np.geomspace(1e-6, 0.5, 4000), np.linspace(0.5, 1 - 1e-9, 20000)]))
-    powers = x[:, None] ** j[None, :]
-    h = x / (1.0 - x) + powers @ ((j + gamma) * np.asarray(epsilons))
-    if gamma:
-        h = h + gamma * -np.log1p(-x)
+    smooth = (x / (1.0 - x) + gamma * -np.log1p(-x)) / scale
+    h = smooth + horner(x, (weighted / scale).tolist())
     # Relative slack for float rounding of the cancelling terms.
-    scale = x / (1.0 - x) + np.abs(powers) @ np.abs((j + gamma) * np.asarray(epsilons)) + gamma * -np.log1p(-x)
-    bad = h < -1e-9 * scale
+    slack = smooth + horner(x, (np.abs(weighted) / scale).tolist())
+    bad = h < -1e-9 * slack
     if bad.any():
-        worst = int(np.argmin(np.where(bad, h / scale, np.inf)))
+        worst = int(np.argmin(np.where(bad, h / slack, np.inf)))
         return f"dl/dp > 0 at p = {1.0 - x[worst]:.6g}"
     return None

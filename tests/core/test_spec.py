@@ -73,11 +73,11 @@ def test_spec_is_frozen() -> None:
     ("kwargs", "pattern"),
     [
         ({"epsilons": (-1.5,)}, r"epsilons\[0\].*>= -1.*-1\.5"),
-        ({"gamma": -0.5}, r"gamma must be >= 0, got -0\.5"),
-        ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\), got 1\.0"),
+        ({"gamma": -0.5}, r"gamma must be >= 0, got gamma=-0\.5"),
+        ({"label_smoothing": 1.0}, r"label_smoothing must be in \[0, 1\), got label_smoothing=1\.0"),
         ({"label_smoothing": -0.1}, r"label_smoothing.*-0\.1"),
-        ({"epsilons": (math.nan,)}, r"epsilons\[0\] must be finite, got nan"),
-        ({"gamma": math.inf}, r"gamma must be finite, got inf"),
+        ({"epsilons": (math.nan,)}, r"epsilons\[0\] must be finite, got epsilons\[0\]=nan"),
+        ({"gamma": math.inf}, r"gamma must be finite, got gamma=inf"),
         ({"alpha": -0.25}, r"alpha must be >= 0.*-0\.25"),
         ({"alpha": (1.0, -2.0)}, r"alpha\[1\] must be >= 0, got -2\.0"),
         ({"alpha": ()}, r"alpha must not be an empty sequence"),
@@ -93,7 +93,7 @@ def test_invalid_specs_raise_value_error_naming_the_field(kwargs: dict, pattern:
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"epsilons": "1.0"}, "epsilons must be a sequence"),
+        ({"epsilons": "1.0"}, "epsilons must be an ordered sequence"),
         ({"epsilons": (True,)}, r"epsilons\[0\] must be a real number, got True"),
         ({"gamma": "2"}, "gamma must be a real number, got '2'"),
         ({"alpha": "0.25"}, "alpha must be None, a number or a sequence"),
