@@ -6,13 +6,13 @@ accuracy over speed: all work is done in float64 from log-probabilities, and
 as ``p -> 1``.
 
 Softmax family (one class per example), with ``p = softmax(z)`` along ``axis``,
-smoothed targets ``q' = (1 - s) q + s / C`` and class weights ``w_c``::
+smoothed targets ``q' = (1 - s) q + s / C`` and class weights ``w_c``:
 
     loss = sum_c w_c q'_c l(p_c),   l(p) = -(1-p)^g log p + sum_j eps_j (1-p)^(j+g)
 
 Sigmoid family (independent binary decisions), per element, with
 ``p = sigmoid(z)``, ``t' = (1 - s) t + s / 2``, ``p_t = t' p + (1 - t')(1 - p)``
-and ``alpha_t = alpha t' + (1 - alpha)(1 - t')``::
+and ``alpha_t = alpha t' + (1 - alpha)(1 - t')``:
 
     loss = alpha_t * (BCE(z, t') (1 - p_t)^g + sum_j eps_j (1 - p_t)^(j+g))
 

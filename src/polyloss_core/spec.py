@@ -1,7 +1,7 @@
 """The framework-agnostic description of a PolyLoss: :class:`PolySpec`.
 
 A PolyLoss is written as a power series in ``x = 1 - p`` (``p`` the predicted
-probability of the target class)::
+probability of the target class):
 
     l(p) = -(1 - p)^gamma * log(p) + sum_{j=1..N} eps_j * (1 - p)^(j + gamma)
          = sum_{j>=1} alpha_j * (1 - p)^(j + gamma),      alpha_j = 1/j + eps_j
@@ -66,7 +66,7 @@ def _as_alpha(value: Any) -> float | tuple[float, ...] | None:
 class PolySpec:
     """Coefficients and options of one member of the PolyLoss family.
 
-    The loss of one probability ``p`` is::
+    The loss of one probability ``p`` is:
 
         l(p) = -(1 - p)^gamma * log(p) + sum_{j=1..N} epsilons[j-1] * (1 - p)^(j + gamma)
 
