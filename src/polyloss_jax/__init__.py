@@ -14,7 +14,8 @@ softmax losses take optax's ``axis`` and ``where`` arguments:
   focal, label smoothing, class weights) in the softmax or sigmoid family.
 - ``linear_poly1_cross_entropy_with_integer_labels`` and ``linear_poly_loss``:
   a linear head (``hidden @ weight.T``) and the loss in one tiled pass that never
-  stores the ``(tokens, vocab)`` logits, for language-model vocabularies.
+  stores the ``(tokens, vocab)`` logits, for language-model vocabularies
+  (first derivatives: a ``custom_vjp``).
 
 Everything is a pure function of arrays, so ``jit``, ``vmap``, ``grad``,
 ``jacfwd`` and ``hessian`` apply directly.

@@ -58,6 +58,7 @@ def linear_poly1_cross_entropy_with_integer_labels(
     epsilon: Any = 1.0,
     where: jax.typing.ArrayLike | None = None,
     chunk_size: int | None = None,
+    vocab_axis: str | None = None,
 ) -> jax.Array:
     """Poly-1 cross-entropy of a linear head, per token, without materialising the logits.
 
@@ -97,6 +98,12 @@ def linear_poly1_cross_entropy_with_integer_labels(
         chunk_size: tokens per tile, an int ``>= 1``; ``None`` (default) uses
             ``min(tokens, 1024)``. Smaller tiles use less memory, larger ones run
             closer to matrix-multiply speed.
+        vocab_axis: for tensor parallelism inside ``jax.shard_map``: the mesh axis over
+            which ``weight`` is split by rows (each device holds ``vocab / n`` consecutive
+            vocabulary entries, device ``i`` the ``i``-th block; ``hidden`` and ``labels``
+            the same on every device of that axis). Each device tiles only its block and
+            the devices exchange three ``(tokens,)`` vectors; the weight and the logits are
+            never gathered. ``None`` (default): ``weight`` holds the whole vocabulary.
 
     Returns:
         The per-token loss, shape ``[...]``, in the inputs' dtype (float32 for 16-bit inputs).
@@ -126,8 +133,10 @@ def linear_poly1_cross_entropy_with_integer_labels(
     """
     eps = _epsilon_argument(epsilon)
     if isinstance(eps, float):
-        return linear_poly_loss(hidden, weight, labels, _poly1_spec(eps), where=where, chunk_size=chunk_size)
-    return _linear_loss(hidden, weight, labels, _poly1_spec(1.0), where, chunk_size, eps)
+        return linear_poly_loss(
+            hidden, weight, labels, _poly1_spec(eps), where=where, chunk_size=chunk_size, vocab_axis=vocab_axis
+        )
+    return _linear_loss(hidden, weight, labels, _poly1_spec(1.0), where, chunk_size, eps, vocab_axis)
 
 
 def linear_poly_loss(
@@ -138,6 +147,7 @@ def linear_poly_loss(
     *,
     where: jax.typing.ArrayLike | None = None,
     chunk_size: int | None = None,
+    vocab_axis: str | None = None,
 ) -> jax.Array:
     """Any softmax PolyLoss of a linear head with integer labels, per token, without the logits.
 
@@ -163,6 +173,8 @@ def linear_poly_loss(
             or ``PolySpec.poly1_focal(1.0, 2.0)``.
         where: optional boolean token mask of shape ``[...]``; masked tokens give ``0``. Default ``None``.
         chunk_size: tokens per tile (int ``>= 1``); ``None`` (default) is ``min(tokens, 1024)``.
+        vocab_axis: ``shard_map`` mesh axis splitting ``weight`` by vocabulary rows, as in
+            :func:`linear_poly1_cross_entropy_with_integer_labels`. Default ``None``.
 
     Returns:
         The per-token loss, shape ``[...]``, in the inputs' dtype (float32 for 16-bit inputs).
@@ -189,7 +201,7 @@ def linear_poly_loss(
     """
     if not isinstance(spec, PolySpec):
         raise TypeError(f"spec must be a polyloss_core.PolySpec, got {type(spec).__name__}")
-    return _linear_loss(hidden, weight, labels, spec, where, chunk_size, None)
+    return _linear_loss(hidden, weight, labels, spec, where, chunk_size, None, vocab_axis)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -277,10 +289,21 @@ def _check_host_labels(labels: Any, where: Any, vocab: int) -> None:
 
 # --------------------------------------------------------------------------- the loss on per-token statistics
 def _linear_loss(
-    hidden: Any, weight: Any, labels: Any, spec: PolySpec, where: Any, chunk_size: Any, epsilon: Any
+    hidden: Any,
+    weight: Any,
+    labels: Any,
+    spec: PolySpec,
+    where: Any,
+    chunk_size: Any,
+    epsilon: Any,
+    vocab_axis: str | None = None,
 ) -> jax.Array:
     h, w, y, mask, rows = _check_inputs(hidden, weight, labels, where, chunk_size)
-    vocab = w.shape[0]
+    if vocab_axis is not None and not isinstance(vocab_axis, str):
+        raise TypeError(f"vocab_axis must be a shard_map mesh axis name (str) or None, got {vocab_axis!r}")
+    # With vocab_axis, weight is this device's block of rows; the vocabulary is all blocks.
+    shards = 1 if vocab_axis is None else lax.axis_size(vocab_axis)
+    vocab = w.shape[0] * shards
     check_family(spec, "softmax", vocab)
     smoothing = spec.label_smoothing
     if smoothing and (spec.gamma != 0 or len(spec.epsilons) > 1 or isinstance(spec.alpha, tuple)):
@@ -296,7 +319,7 @@ def _linear_loss(
     shape = y.shape
     flat_h = h.reshape(-1, h.shape[-1])
     flat_y = y.reshape(-1)
-    stats = _token_stats(rows, min(VOCAB_BLOCK, vocab), bool(smoothing), flat_h, w, flat_y)
+    stats = _vocab_stats(flat_h, w, flat_y, rows, bool(smoothing), vocab_axis)
     lse, label_logit = stats[0], stats[1]
     ce = lse - label_logit
     if epsilon is not None:
@@ -316,6 +339,54 @@ def _linear_loss(
     if mask is not None:
         loss = jnp.where(mask.reshape(-1), loss, jnp.zeros((), loss.dtype))
     return loss.reshape(shape)
+
+
+def _vocab_stats(
+    h: jax.Array, w: jax.Array, y: jax.Array, rows: int, with_sum: bool, vocab_axis: str | None
+) -> tuple[jax.Array, ...]:
+    """Per-token statistics over the whole vocabulary; with ``vocab_axis``, combined across its devices.
+
+    Each device computes its block's log-normaliser, label logit (0 when the label is in
+    another block) and logit sum; a ``pmax`` / ``psum`` of ``(tokens,)`` vectors combines them.
+    """
+    block = min(VOCAB_BLOCK, w.shape[0])
+    if vocab_axis is None:
+        return _token_stats(rows, block, with_sum, *_same_varying_axes(h, w, y))
+    local = y - lax.axis_index(vocab_axis) * w.shape[0]
+    local = jnp.where((local >= 0) & (local < w.shape[0]), local, -1)
+    stats = _token_stats(rows, block, with_sum, *_same_varying_axes(h, w, local))
+    top = lax.pmax(lax.stop_gradient(stats[0]), vocab_axis)
+    lse = top + jnp.log(lax.psum(jnp.exp(stats[0] - top), vocab_axis))
+    return (lse, *(lax.psum(s, vocab_axis) for s in stats[1:]))
+
+
+def _same_varying_axes(*arrays: jax.Array) -> tuple[jax.Array, ...]:
+    """Inside ``shard_map``: mark every array as varying over the mesh axes any of them varies over.
+
+    With a per-device shard of ``hidden`` and a replicated ``weight`` (data parallelism), the
+    weight's gradient varies per device. Casting the weight to "varying" *before* the custom
+    VJP lets JAX's own transpose of that cast sum the per-device gradients (a ``psum``), as it
+    does for ordinary code. Outside ``shard_map`` nothing varies and nothing changes.
+    """
+    axes = [_varying(a) for a in arrays]
+    union = frozenset().union(*axes)
+    if not union:
+        return arrays
+    cast = getattr(lax, "pcast", None)
+    out = []
+    for array, have in zip(arrays, axes, strict=True):
+        missing = tuple(sorted(union - have))
+        if missing:
+            array = cast(array, missing, to="varying") if cast is not None else lax.pvary(array, missing)
+        out.append(array)
+    return tuple(out)
+
+
+def _varying(x: jax.Array) -> frozenset[str]:
+    """The ``shard_map`` mesh axes ``x`` varies over (empty outside ``shard_map``)."""
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)
+    return frozenset(manual.varying if manual is not None else getattr(aval, "vma", frozenset()))
 
 
 # --------------------------------------------------------------------------- tiled statistics with a custom VJP
@@ -354,15 +425,28 @@ def _stats_forward(
 
         return lax.fori_loop(0, hp.shape[0] // rows, row_step, carry)
 
-    init = (jnp.full((hp.shape[0],), -jnp.inf, acc), jnp.zeros((hp.shape[0],), acc))
+    init = (_zeros((hp.shape[0],), acc, hp, w, fill=-jnp.inf), _zeros((hp.shape[0],), acc, hp, w))
     top, total = lax.fori_loop(0, -(-vocab // block), vocab_step, init)
     lse = (top + jnp.log(total))[:n]
     rows_of_labels = jnp.take(w, y, axis=0, mode="clip").astype(acc)
-    label_logit = jnp.sum(h.astype(acc) * rows_of_labels, axis=-1)
+    # A label outside this weight's rows contributes 0 (another vocabulary block holds it).
+    label_logit = jnp.where((y >= 0) & (y < vocab), jnp.sum(h.astype(acc) * rows_of_labels, axis=-1), 0.0)
     if not with_sum:
         return lse, label_logit
     logit_sum = jnp.dot(h, jnp.sum(w.astype(acc), axis=0).astype(h.dtype), preferred_element_type=acc)
     return lse, label_logit, logit_sum
+
+
+def _zeros(shape: tuple[int, ...], dtype: Any, *sources: jax.Array, fill: float = 0.0) -> jax.Array:
+    """A constant loop carry typed like ``sources``.
+
+    Inside ``shard_map`` a carry must vary over the same mesh axes as the values the loop
+    writes into it; adding a zero scalar ``zeros_like`` each source gives it their type.
+    """
+    out = jnp.full(shape, fill, dtype)
+    for source in sources:
+        out = out + jnp.zeros_like(source, dtype=dtype, shape=())
+    return out
 
 
 def _pad_rows(a: jax.Array, rows: int, value: Any = 0) -> jax.Array:
@@ -406,6 +490,7 @@ def _stats_bwd(
     g_lse, g_label = (_pad_rows(g.astype(acc), rows) for g in cotangents[:2])
     g_sum = _pad_rows(cotangents[2].astype(acc), rows) if with_sum else None
     lse_p = _pad_rows(lse, rows)
+    sources = (hp, w, lse_p, g_lse, g_label)
 
     def vocab_step(j: Any, carry: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
         dh, dw = carry
@@ -431,11 +516,11 @@ def _stats_bwd(
             dw_j = dw_j + jnp.dot(dz.T, h_i.astype(acc))
             return dh, dw_j
 
-        dh, dw_j = lax.fori_loop(0, hp.shape[0] // rows, row_step, (dh, jnp.zeros((block, dim), acc)))
+        dh, dw_j = lax.fori_loop(0, hp.shape[0] // rows, row_step, (dh, _zeros((block, dim), acc, *sources)))
         dw = lax.dynamic_update_slice_in_dim(dw, dw_j.astype(w.dtype), start, 0)
         return dh, dw
 
-    init = (jnp.zeros(hp.shape, acc), jnp.zeros(w.shape, w.dtype))
+    init = (_zeros(hp.shape, acc, *sources), _zeros(w.shape, w.dtype, *sources))
     dh, dw = lax.fori_loop(0, -(-vocab // block), vocab_step, init)
     return dh[:n].astype(h.dtype), dw, None
 

@@ -231,6 +231,7 @@ def test_device_labels_are_never_copied_to_the_host() -> None:
         ({"epsilon": -1.5}, ValueError, "epsilon must be a finite number >= -1, got epsilon=-1.5"),
         ({"epsilon": "2"}, TypeError, "epsilon must be a real number, got '2'"),
         ({"epsilon": jnp.ones(2)}, ValueError, r"epsilon must be a scalar, got an array of shape \(2,\)"),
+        ({"vocab_axis": 3}, TypeError, "vocab_axis must be a shard_map mesh axis name .str. or None, got 3"),
     ],
 )
 def test_bad_input_names_the_argument_and_value(change, error, match) -> None:
@@ -240,7 +241,7 @@ def test_bad_input_names_the_argument_and_value(change, error, match) -> None:
         "labels": np.array([0, 1, 2]),
     }
     args.update(change)
-    kwargs = {k: args.pop(k) for k in ("where", "chunk_size", "epsilon") if k in args}
+    kwargs = {k: args.pop(k) for k in ("where", "chunk_size", "epsilon", "vocab_axis") if k in args}
     with pytest.raises(error, match=match):
         linear_poly1_cross_entropy_with_integer_labels(args["hidden"], args["weight"], args["labels"], **kwargs)
 

@@ -148,3 +148,85 @@ def test_vocab_sharded_logits_are_never_all_gathered(logits_report, name) -> Non
 def test_the_all_gather_check_flags_gathered_logits(logits_report) -> None:
     """The HLO check is not vacuous: replicating the logits shows up as a full (tokens, vocab) all-gather."""
     assert logits_report["control_gathered"]["full_gathers"], logits_report["control_gathered"]["collectives"]
+
+
+_LINEAR_SCRIPT = (
+    _PRELUDE
+    + """
+from jax import shard_map
+
+import polyloss_jax.linear as linear
+
+linear.VOCAB_BLOCK = 8  # several vocabulary tiles per device
+hidden = rng.normal(size=(N, D)).astype(np.float32)
+weight = rng.normal(size=(V, D)).astype(np.float32)
+specs = {"poly1": PolySpec.poly1(2.0), "smoothed_poly1": PolySpec.poly1(1.0, label_smoothing=0.1),
+         "poly1_focal": PolySpec.poly1_focal(1.0, 2.0)}
+out = {}
+for name, spec in specs.items():
+    def reference(h, w, spec=spec):
+        return (poly_loss(h @ w.T, labels, spec, where=keep) * weights).sum()
+
+    def tensor_parallel(h, w, spec=spec):
+        # weight split by vocabulary rows over "model"; hidden, labels and mask on every device.
+        per_token = shard_map(
+            lambda h, w, y, m: linear.linear_poly_loss(h, w, y, spec, where=m, chunk_size=4, vocab_axis="model"),
+            mesh=mesh, in_specs=(P(), P("model"), P(), P()), out_specs=P(),
+        )(h, w, labels, keep)
+        return (per_token * weights).sum()
+
+    def data_parallel(h, w, spec=spec):
+        # tokens split over "model", weight replicated: the weight gradient is summed over devices.
+        per_token = shard_map(
+            lambda h, w, y, m: linear.linear_poly_loss(h, w, y, spec, where=m, chunk_size=4),
+            mesh=mesh, in_specs=(P("model"), P(), P("model"), P("model")), out_specs=P("model"),
+        )(h, w, labels, keep)
+        return (per_token * weights).sum()
+
+    want_value, (want_dh, want_dw) = jax.jit(jax.value_and_grad(reference, (0, 1)))(hidden, weight)
+    placements = {
+        "tensor_parallel": (tensor_parallel, P(), P("model", None)),
+        "data_parallel": (data_parallel, P("model", None), P()),
+    }
+    for mode, (fn, h_spec, w_spec) in placements.items():
+        program = jax.jit(jax.value_and_grad(fn, (0, 1)))
+        args = (jax.device_put(hidden, NamedSharding(mesh, h_spec)), jax.device_put(weight, NamedSharding(mesh, w_spec)))
+        hlo = program.lower(*args).compile().as_text()
+        value, (dh, dw) = program(*args)
+        out[f"{name}-{mode}"] = {
+            "value": float(value), "want_value": float(want_value),
+            "dh": np.asarray(dh).tolist(), "want_dh": np.asarray(want_dh).tolist(),
+            "dw": np.asarray(dw).tolist(), "want_dw": np.asarray(want_dw).tolist(),
+            "dw_spec": list(dw.sharding.spec),
+            "gathers": full_gathers(hlo, (N, V)) + full_gathers(hlo, (V, D)),
+            "collectives": collectives(hlo),
+        }
+print(json.dumps({"devices": jax.device_count(), "losses": out}))
+"""
+)
+
+_LINEAR_CASES = [
+    f"{s}-{m}" for s in ("poly1", "smoothed_poly1", "poly1_focal") for m in ("tensor_parallel", "data_parallel")
+]
+
+
+@pytest.fixture(scope="module")
+def linear_report() -> dict:
+    return _run(_LINEAR_SCRIPT)["losses"]
+
+
+@pytest.mark.parametrize("name", _LINEAR_CASES)
+def test_fused_linear_loss_inside_shard_map_equals_the_unfused_loss(linear_report, name) -> None:
+    case = linear_report[name]
+    np.testing.assert_allclose(case["value"], case["want_value"], rtol=1e-5)
+    np.testing.assert_allclose(case["dh"], case["want_dh"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(case["dw"], case["want_dw"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", [c for c in _LINEAR_CASES if c.endswith("tensor_parallel")])
+def test_vocab_parallel_fused_loss_gathers_neither_weight_nor_logits(linear_report, name) -> None:
+    case = linear_report[name]
+    assert case["gathers"] == [], case["gathers"]
+    assert case["collectives"] == ["all-reduce"], case["collectives"]
+    # Each device keeps the gradient of its own vocabulary block.
+    assert case["dw_spec"][0] == "model", case["dw_spec"]
