@@ -372,12 +372,11 @@ def _same_varying_axes(*arrays: jax.Array) -> tuple[jax.Array, ...]:
     union = frozenset().union(*axes)
     if not union:
         return arrays
-    cast = getattr(lax, "pcast", None)
     out = []
     for array, have in zip(arrays, axes, strict=True):
         missing = tuple(sorted(union - have))
         if missing:
-            array = cast(array, missing, to="varying") if cast is not None else lax.pvary(array, missing)
+            array = lax.pcast(array, missing, to="varying")
         out.append(array)
     return tuple(out)
 
