@@ -49,9 +49,15 @@ class EntryPoint:
     call: Callable[[Any, Any, Any, str], Any]
     is_class: bool = False
     mean_over_axis: bool = False
+    min_classes: int = 1
 
     def accepts(self, case: Any) -> bool:
-        return case.family == self.family and case.labels in self.label_kinds and self.expresses(case.spec)
+        return (
+            case.family == self.family
+            and case.labels in self.label_kinds
+            and case.shape[case.axis] >= self.min_classes
+            and self.expresses(case.spec)
+        )
 
 
 def any_spec(spec: PolySpec) -> bool:
@@ -64,6 +70,7 @@ def spec_entry_points(
     softmax_labels: frozenset[str] = SOFTMAX_LABELS,
     *,
     class_averages_sigmoid: bool = False,
+    class_min_classes: int = 1,
 ) -> tuple[EntryPoint, ...]:
     """``poly_loss`` and ``PolyLoss`` (any spec) in both families, from their two calls."""
     return tuple(
@@ -79,6 +86,7 @@ def spec_entry_points(
                 cls,
                 is_class=True,
                 mean_over_axis=class_averages_sigmoid and family == "sigmoid",
+                min_classes=class_min_classes,
             ),
         )
     )

@@ -57,6 +57,12 @@ KERAS_DENSE_LABELS = DENSE_SOFTMAX_LABELS - {"prob-unnorm", "zero-rows"}
 KERAS_SOFTMAX_LABELS = KERAS_DENSE_LABELS | {"int"}
 
 
+# The loss classes match ranks as Keras' own losses do (``squeeze_or_expand_to_same_rank``): with one
+# class, ``(N,)`` labels and ``(N, 1)`` predictions are ambiguous between class indices and targets,
+# so the classes are asked about two classes or more (the functions take every class count).
+CLASS_MIN_CLASSES = 2
+
+
 def _class_dtype(dtype: str) -> str | None:
     return "float64" if dtype == "float64" else None
 
@@ -175,12 +181,22 @@ def _entry_points() -> tuple[EntryPoint, ...]:
             _spec_class,
             KERAS_SOFTMAX_LABELS,
             class_averages_sigmoid=True,
+            class_min_classes=CLASS_MIN_CLASSES,
         )
     )
     for fn, cls, family, labels, specs, kwargs, averaged in _NAMED:
         entries.append(EntryPoint(fn.__name__, family, labels, specs, _function(fn, kwargs), mean_over_axis=averaged))
         entries.append(
-            EntryPoint(cls.__name__, family, labels, specs, _class(cls, kwargs), is_class=True, mean_over_axis=averaged)
+            EntryPoint(
+                cls.__name__,
+                family,
+                labels,
+                specs,
+                _class(cls, kwargs),
+                is_class=True,
+                mean_over_axis=averaged,
+                min_classes=CLASS_MIN_CLASSES,
+            )
         )
     return tuple(entries)
 
