@@ -118,3 +118,12 @@ def test_loss_from_ce_gradient_matches_the_reference_as_p_goes_to_one(gamma: flo
         assert np.all(fd_far == 0.0)
         x = -np.expm1(-np.logaddexp(0.0, -far))
         assert np.all(np.abs(_reference_grad(far, spec)) <= _dropped_bound(x, spec) * (1.0 + spec.gamma) + 1e-300)
+
+
+def test_reference_sigmoid_gradient_keeps_its_relative_accuracy_for_confident_examples() -> None:
+    """``p - t`` for t = 1 is ``-(1 - p)``: computed as ``p - 1`` it rounded to 0 beyond a margin of ~37."""
+    z = np.array([40.0, 100.0, -40.0, -100.0])
+    t = np.array([1.0, 1.0, 0.0, 0.0])
+    want = np.where(t == 1.0, -np.exp(-z), np.exp(z)) / (1.0 + np.exp(-np.abs(z)))  # sigmoid(z) - t
+    got = reference.sigmoid_poly_loss_grad(z, t, PolySpec.cross_entropy())
+    np.testing.assert_allclose(got, want, rtol=1e-14)
