@@ -159,6 +159,9 @@ class BackendAdapter(Protocol):
     #: every public function and class of the adapter.
     entry_points: tuple[EntryPoint, ...]
 
+    def tolerance_dtype(self, entry: EntryPoint, dtype: str) -> str:
+        """The dtype whose tolerances apply to ``entry`` on ``dtype`` inputs (``dtype``, unless the framework rounds)."""
+
     def call(self, entry: EntryPoint, logits: Any, labels: Any, case: Any, dtype: str) -> Any:
         """The entry point's unreduced loss (``entry.call`` in the backend's context, e.g. JAX's x64 mode)."""
 

@@ -36,6 +36,9 @@ class CoreBackend:
     def output_dtype(self, entry: EntryPoint, dtype: str) -> str:
         return "float64"
 
+    def tolerance_dtype(self, entry: EntryPoint, dtype: str) -> str:
+        return dtype
+
     def call(self, entry: EntryPoint, logits: Any, labels: Any, case: Any, dtype: str) -> Any:
         return entry.call(logits, labels, case, dtype)
 

@@ -109,6 +109,9 @@ class JaxBackend:
         with _x64_if(_is_float64(logits, labels)):
             return jax.grad(lambda z: entry.call(z, labels, case, dtype).sum())(logits)
 
+    def tolerance_dtype(self, entry: EntryPoint, dtype: str) -> str:
+        return dtype
+
     def call(self, entry: EntryPoint, logits: Any, labels: Any, case: Any, dtype: str) -> Any:
         with _x64_if(_is_float64(logits, labels)):
             return entry.call(logits, labels, case, dtype)

@@ -148,6 +148,9 @@ class TorchBackend:
     def output_dtype(self, entry: EntryPoint, dtype: str) -> str:
         return "float32" if dtype in HALF else dtype
 
+    def tolerance_dtype(self, entry: EntryPoint, dtype: str) -> str:
+        return dtype
+
     def call(self, entry: EntryPoint, logits: Any, labels: Any, case: Any, dtype: str) -> Any:
         return entry.call(logits, labels, case, dtype)
 

@@ -109,13 +109,14 @@ def _compare(
     grad = adapter.to_numpy(adapter.grad_of(entry, native_logits, native_labels, case, dtype))
     assert got.shape == want.shape, what
     assert adapter.dtype_name(out) == adapter.output_dtype(entry, dtype), what
-    rtol, atol = TOLERANCES[dtype]["loss"]
+    tolerances = TOLERANCES[adapter.tolerance_dtype(entry, dtype)]
+    rtol, atol = tolerances["loss"]
     # Logits of size L carry an absolute rounding error of about L * eps(dtype) into the loss.
     atol = max(atol, 4 * scale * float(np.finfo(np.float16 if dtype == "bfloat16" else dtype).eps))
     if dtype == "bfloat16":
         atol *= 8
     np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=what)
-    rtol, atol = TOLERANCES[dtype]["grad"]
+    rtol, atol = tolerances["grad"]
     weight = max(1.0, float(np.max(np.abs(case.spec.alpha))) if case.spec.alpha is not None else 1.0)
     np.testing.assert_allclose(
         grad, want_grad, rtol=rtol, atol=atol * weight * (1 + sum(map(abs, case.spec.epsilons))), err_msg=what

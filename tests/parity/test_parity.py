@@ -59,13 +59,14 @@ def test_entry_point_matches_reference(backend_id, entry: EntryPoint, case: Case
     assert adapter.dtype_name(out) == adapter.output_dtype(entry, dtype)
     got = adapter.to_numpy(out)
     assert got.shape == expected.shape
-    rtol, atol = TOLERANCES[dtype]["loss"]
+    tolerances = TOLERANCES[adapter.tolerance_dtype(entry, dtype)]
+    rtol, atol = tolerances["loss"]
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol, err_msg="loss")
     grad = adapter.grad_of(entry, logits, labels, case, dtype)
     assert adapter.dtype_name(grad) == dtype
     got_grad = adapter.to_numpy(grad)
     assert got_grad.shape == expected_grad.shape
-    rtol, atol = TOLERANCES[dtype]["grad"]
+    rtol, atol = tolerances["grad"]
     np.testing.assert_allclose(got_grad, expected_grad, rtol=rtol, atol=atol, err_msg="gradient")
 
 
@@ -127,9 +128,10 @@ if EXTREME_PARAMS:  # only the reference selected: its extremes are checked in t
         assert np.all(np.isfinite(loss)), loss
         assert np.all(np.isfinite(grad)), grad
         want, want_grad = reference_values(case, exact, exact_labels, entry)
-        rtol, atol = TOLERANCES[dtype]["loss"]
+        tolerances = TOLERANCES[adapter.tolerance_dtype(entry, dtype)]
+        rtol, atol = tolerances["loss"]
         np.testing.assert_allclose(loss, want, rtol=rtol, atol=max(atol, 1e-6 * big * (dtype != "float64")))
-        rtol, atol = TOLERANCES[dtype]["grad"]
+        rtol, atol = tolerances["grad"]
         np.testing.assert_allclose(grad, want_grad, rtol=rtol, atol=atol)
 
 
