@@ -92,6 +92,15 @@ def parity(session: nox.Session) -> None:
 
 @nox.session
 @released_on_ci
+def fuzz(session: nox.Session) -> None:
+    """The differential fuzz test with a long budget (400 s per backend); not a default session."""
+    _install(session, "all", "test")
+    env = {"POLYLOSS_BACKENDS": "all", "KERAS_BACKEND": "tensorflow"}
+    session.run("pytest", "tests/fuzz", "--fuzz-seconds=400", "-s", *session.posargs, env=env)
+
+
+@nox.session
+@released_on_ci
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
     session.install(*CONSTRAINTS, *nox.project.dependency_groups(PYPROJECT, "lint"))

@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import ROOT, child_env, format_ratio
-from report import FRAMEWORK_TITLES, machine, misses, write_page, write_plot
-from why import EXPLANATIONS, notes
+from report import FRAMEWORK_TITLES, machine, misses, write_plot, write_tables
 
 HERE = Path(__file__).resolve().parent
 MODULES = {"torch": "bench_torch.py", "keras": "bench_keras.py", "jax": "bench_jax.py"}
@@ -116,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             parser.error("a dry run has no numbers to write")
         write_plot(rows, args.plot, [m["framework"] for m in metas])
-        write_page(rows, metas, info, wall_s, args.page, args.plot, EXPLANATIONS, notes)
+        write_tables(args.page, rows, metas, info, wall_s)
         print(f"\nwrote {args.page} and {args.plot}")
     return 0
 

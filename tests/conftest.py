@@ -30,6 +30,8 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
             return True
     if not _ALL_FRAMEWORKS and any(collection_path.is_relative_to(_HERE / d) for d in ("cli", "docs")):
         return True
+    if SELECTED == [Backend.CORE] and collection_path.is_relative_to(_HERE / "fuzz"):
+        return True  # the fuzz test compares adapters with the reference: none is selected
     return None
 
 
@@ -41,3 +43,15 @@ def pytest_report_header(config: pytest.Config) -> str:
 def backend(request: pytest.FixtureRequest):
     """Each selected backend's adapter object, in turn."""
     return load(request.param)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("polyloss fuzz")
+    group.addoption(
+        "--fuzz-seconds",
+        type=float,
+        default=12.0,
+        help="time budget of the differential fuzz test per selected framework backend, in seconds (default 12)",
+    )
+    group.addoption("--fuzz-seed", type=int, default=20220411, help="seed of the fuzz test (default fixed)")
+    group.addoption("--fuzz-start", type=int, default=0, help="first fuzz case index (to replay a failure)")

@@ -263,5 +263,6 @@ def sigmoid_poly_loss_grad(logits: Any, targets: Any, spec: PolySpec, *, axis: i
     # d/dx of the x-dependent factors: g x^(g-1) BCE + x^g sum_j (j+g) eps_j x^(j-1).
     # x^(g-1) times dx/dz stays finite as x -> 0 because dx/dz carries a factor x there.
     d_dx = _focal_lead(x, bce, g) + xg * _shifted_series(x, spec)
-    grad = (p - t) * xg + d_dx * dx_dz
+    # p - t written as (1 - t) p - t (1 - p): no cancellation as p -> 1 (p - 1 would round to 0).
+    grad = ((1.0 - t) * p - t * one_minus_p) * xg + d_dx * dx_dz
     return np.asarray(alpha_t * grad)

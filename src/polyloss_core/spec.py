@@ -16,7 +16,6 @@ Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -281,12 +280,15 @@ def _increasing_reason(epsilons: tuple[float, ...], gamma: float) -> str | None:
     j = np.arange(1, n + 1, dtype=np.float64)
     eps = np.asarray(epsilons, dtype=np.float64)
     # Everything is divided by the largest coefficient, so huge epsilons (1e308) cannot overflow
-    # to inf - inf = nan; the sign of h, all that matters, is unchanged.
-    weighted = (j + gamma) * eps  # coefficients of the polynomial part of h
-    scale = max(1.0, float(np.max(np.abs(weighted))))
-    head = (j + gamma) / j / scale + weighted / scale  # coefficients of h for j <= N, over scale
+    # to inf - inf = nan; the sign of h, all that matters, is unchanged. The division happens in two
+    # steps (the epsilons first) so that (j + gamma) * eps cannot overflow either.
+    eps_scale = max(1.0, float(np.max(np.abs(eps))))
+    unit = (j + gamma) * (eps / eps_scale)
+    unit_scale = max(1.0 / eps_scale, float(np.max(np.abs(unit))))
+    weighted_over_scale = unit / unit_scale  # coefficients of the polynomial part of h, over scale
+    head = (j + gamma) / j / eps_scale / unit_scale + weighted_over_scale  # coefficients of h for j <= N
     for k, c in enumerate(head, start=1):
-        if abs(c) * scale <= _ZERO_COEFFICIENT:
+        if float(abs(c)) * eps_scale * unit_scale <= _ZERO_COEFFICIENT:  # Python floats: no overflow warning
             continue
         if c < 0:
             return f"alpha_{k} = 1/{k} + eps_{k} = {1.0 / k + epsilons[k - 1]:.6g} < 0 is the leading term near p = 1"
@@ -294,10 +296,10 @@ def _increasing_reason(epsilons: tuple[float, ...], gamma: float) -> str | None:
     # Dense check of h(x) = g*(-log(1-x)) + x/(1-x) + sum_j (j+g) eps_j x^j on (0, 1), by Horner's
     # rule on the grid (memory independent of N).
     x = np.unique(np.concatenate([np.geomspace(1e-6, 0.5, 4000), np.linspace(0.5, 1 - 1e-9, 20000)]))
-    smooth = (x / (1.0 - x) + gamma * -np.log1p(-x)) / scale
-    h = smooth + horner(x, (weighted / scale).tolist())
+    smooth = (x / (1.0 - x) + gamma * -np.log1p(-x)) / eps_scale / unit_scale
+    h = smooth + horner(x, weighted_over_scale.tolist())
     # Relative slack for float rounding of the cancelling terms.
-    slack = smooth + horner(x, (np.abs(weighted) / scale).tolist())
+    slack = smooth + horner(x, np.abs(weighted_over_scale).tolist())
     bad = h < -1e-9 * slack
     if bad.any():
         worst = int(np.argmin(np.where(bad, h / slack, np.inf)))

@@ -1,19 +1,39 @@
-"""PyTorch as a matrix backend, through the public ``polyloss_torch.poly_loss``.
+"""PyTorch as a matrix backend, through the public functions and modules of ``polyloss_torch``.
 
 The matrix describes inputs in NumPy layout with the classes on ``axis``;
 torch wants them on dimension 1 (dimension 0 when unbatched), so the logits
 (and floating labels) are moved there and per-element results moved back.
+Output dtype (the adapter's rule, as under ``torch.autocast``): float32 for
+float16 / bfloat16 inputs, the input's dtype otherwise.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
 from polyloss_core import PolySpec
-from polyloss_torch import poly_loss
+from polyloss_torch import (
+    Poly1CrossEntropyLoss,
+    Poly1FocalLoss,
+    PolyLoss,
+    poly1_cross_entropy,
+    poly1_focal_loss,
+    poly_loss,
+)
+
+from . import (
+    DENSE_SIGMOID_LABELS,
+    HALF,
+    SOFTMAX_LABELS,
+    EntryPoint,
+    epsilon_of,
+    poly1_only,
+    spec_entry_points,
+)
 
 _DTYPES = {
     "float64": torch.float64,
@@ -27,9 +47,88 @@ def _torch_dim(ndim: int) -> int:
     return 0 if ndim == 1 else 1
 
 
+def _in_torch_layout(fn: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any, Any, str], Any]:
+    """``fn(input, target, case)`` on torch's layout, called with the matrix's layout."""
+
+    def call(logits: Any, labels: Any, case: Any, dtype: str) -> Any:
+        ndim = logits.dim()
+        src, dim = case.axis % ndim, _torch_dim(ndim)
+        z = logits.movedim(src, dim)
+        y = labels.movedim(src, dim) if labels.is_floating_point() else labels
+        out = fn(z, y, case)
+        return out.movedim(dim, src) if case.family == "sigmoid" else out
+
+    return call
+
+
+def _weight(spec: PolySpec, like: Any) -> Any:
+    """A per-class ``alpha`` as torch's ``weight`` tensor (the input's dtype, as with ``F.cross_entropy``)."""
+    return torch.tensor(spec.alpha, dtype=like.dtype) if isinstance(spec.alpha, tuple) else None
+
+
+def _ce_kwargs(z: Any, case: Any) -> dict[str, Any]:
+    spec = case.spec
+    return {
+        "epsilon": epsilon_of(spec),
+        "weight": _weight(spec, z),
+        "reduction": "none",
+        "label_smoothing": spec.label_smoothing,
+    }
+
+
+def _focal_kwargs(case: Any) -> dict[str, Any]:
+    spec = case.spec
+    return {"epsilon": epsilon_of(spec), "alpha": spec.alpha, "gamma": spec.gamma, "reduction": "none"}
+
+
+_POLY1_CE = poly1_only(alpha=("none", "vector"))
+_POLY1_FOCAL = poly1_only(focal=True, alpha=("none", "scalar"), smoothing=False)
+
+
+def _entry_points() -> tuple[EntryPoint, ...]:
+    entries = spec_entry_points(
+        _in_torch_layout(lambda z, y, c: poly_loss(z, y, c.spec, family=c.family, reduction="none")),
+        _in_torch_layout(lambda z, y, c: PolyLoss(c.spec, family=c.family, reduction="none")(z, y)),
+    )
+    return (
+        *entries,
+        EntryPoint(
+            "poly1_cross_entropy",
+            "softmax",
+            SOFTMAX_LABELS,
+            _POLY1_CE,
+            _in_torch_layout(lambda z, y, c: poly1_cross_entropy(z, y, **_ce_kwargs(z, c))),
+        ),
+        EntryPoint(
+            "Poly1CrossEntropyLoss",
+            "softmax",
+            SOFTMAX_LABELS,
+            _POLY1_CE,
+            _in_torch_layout(lambda z, y, c: Poly1CrossEntropyLoss(**_ce_kwargs(z, c))(z, y)),
+            is_class=True,
+        ),
+        EntryPoint(
+            "poly1_focal_loss",
+            "sigmoid",
+            DENSE_SIGMOID_LABELS,
+            _POLY1_FOCAL,
+            _in_torch_layout(lambda z, y, c: poly1_focal_loss(z, y, **_focal_kwargs(c))),
+        ),
+        EntryPoint(
+            "Poly1FocalLoss",
+            "sigmoid",
+            DENSE_SIGMOID_LABELS,
+            _POLY1_FOCAL,
+            _in_torch_layout(lambda z, y, c: Poly1FocalLoss(**_focal_kwargs(c))(z, y)),
+            is_class=True,
+        ),
+    )
+
+
 class TorchBackend:
     name = "torch"
     dtypes = ("float64", "float32", "float16", "bfloat16")
+    entry_points = _entry_points()
 
     def to_native(self, array: np.ndarray, dtype: str | None = None) -> Any:
         array = np.asarray(array)
@@ -43,24 +142,30 @@ class TorchBackend:
             return value.to(torch.float64).numpy()
         return value.numpy()
 
-    def _to_torch_layout(self, logits: Any, labels: Any, axis: int) -> tuple[Any, Any, int]:
-        ndim = logits.dim()
-        src = axis % ndim
-        dim = _torch_dim(ndim)
-        logits = logits.movedim(src, dim)
-        if labels.is_floating_point():
-            labels = labels.movedim(src, dim)
-        return logits, labels, src
+    def dtype_name(self, value: Any) -> str:
+        return str(value.dtype).removeprefix("torch.")
 
-    def _loss_torch_layout(self, family: str, logits: Any, labels: Any, spec: PolySpec) -> Any:
-        return poly_loss(logits, labels, spec, family=family, reduction="none")
+    def output_dtype(self, entry: EntryPoint, dtype: str) -> str:
+        return "float32" if dtype in HALF else dtype
+
+    def tolerance_dtype(self, entry: EntryPoint, dtype: str) -> str:
+        return dtype
+
+    def call(self, entry: EntryPoint, logits: Any, labels: Any, case: Any, dtype: str) -> Any:
+        return entry.call(logits, labels, case, dtype)
+
+    def grad_of(self, entry: EntryPoint, logits: Any, labels: Any, case: Any, dtype: str) -> Any:
+        leaf = logits.detach().clone().requires_grad_(True)
+        entry.call(leaf, labels, case, dtype).sum().backward()
+        return leaf.grad
 
     def loss(self, family: str, logits: Any, labels: Any, spec: PolySpec, *, axis: int = -1) -> Any:
-        z, y, src = self._to_torch_layout(logits, labels, axis)
-        out = self._loss_torch_layout(family, z, y, spec)
-        if family == "sigmoid":
-            out = out.movedim(_torch_dim(z.dim()), src)
-        return out
+        ndim = logits.dim()
+        src, dim = axis % ndim, _torch_dim(ndim)
+        z = logits.movedim(src, dim)
+        y = labels.movedim(src, dim) if labels.is_floating_point() else labels
+        out = poly_loss(z, y, spec, family=family, reduction="none")
+        return out.movedim(dim, src) if family == "sigmoid" else out
 
     def grad(self, family: str, logits: Any, labels: Any, spec: PolySpec, *, axis: int = -1) -> Any:
         leaf = logits.detach().clone().requires_grad_(True)

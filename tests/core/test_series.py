@@ -1,0 +1,128 @@
+"""polyloss_core.series: the decompositions every adapter uses reproduce the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from polyloss_core import PolySpec, reference
+from polyloss_core.series import (
+    NumpyOps,
+    alpha_parts,
+    loss_from_ce,
+    poly1_class_sum,
+    poly_loss_from_log_prob,
+    sigmoid_alpha_t,
+    smooth_binary_targets,
+    smooth_targets,
+    smoothing_weights,
+)
+
+OPS = NumpyOps()
+RNG = np.random.default_rng(20220411)
+LOGITS = RNG.normal(scale=3.0, size=(7, 5))
+LABELS = RNG.integers(0, 5, size=7)
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _per_class_loss(log_p: np.ndarray, spec: PolySpec) -> np.ndarray:
+    return np.asarray(loss_from_ce(-log_p, -np.expm1(log_p), spec, OPS))
+
+
+@pytest.mark.parametrize("smoothing", [0.1, 0.3])
+@pytest.mark.parametrize(
+    "unsmoothed",
+    [PolySpec.poly1(2.0), PolySpec.poly1(-1.0), PolySpec.poly_n(1.0, 0.5), PolySpec.focal(1.5), PolySpec.drop(2)],
+    ids=["poly1", "poly1-neg", "poly2", "focal", "drop2"],
+)
+def test_smoothing_weights_reproduce_the_smoothed_reference(unsmoothed: PolySpec, smoothing: float) -> None:
+    """(1 - s) l(p_y) + (s / C) sum_c l(p_c) is the loss of the smoothed one-hot target."""
+    spec = PolySpec(epsilons=unsmoothed.epsilons, gamma=unsmoothed.gamma, label_smoothing=smoothing)
+    log_p = _log_softmax(LOGITS)
+    per_class = _per_class_loss(log_p, spec)
+    hard_weight, class_weight = smoothing_weights(spec, 5)
+    assert (hard_weight, class_weight) == (1.0 - smoothing, smoothing / 5)
+    got = hard_weight * per_class[np.arange(7), LABELS] + class_weight * per_class.sum(axis=-1)
+    np.testing.assert_allclose(got, reference.softmax_poly_loss(LOGITS, LABELS, spec), rtol=1e-12)
+    if len(spec.epsilons) == 1 and spec.gamma == 0:
+        closed = poly1_class_sum(-log_p.sum(axis=-1), spec, 5)
+        np.testing.assert_allclose(closed, per_class.sum(axis=-1), rtol=1e-12)
+        # The epsilon override of the closed form equals the spec with that epsilon.
+        other = PolySpec.poly1(0.5, label_smoothing=smoothing)
+        np.testing.assert_allclose(
+            poly1_class_sum(-log_p.sum(axis=-1), spec, 5, epsilon=0.5),
+            _per_class_loss(log_p, other).sum(axis=-1),
+            rtol=1e-12,
+        )
+
+
+def test_smooth_targets_match_the_spec() -> None:
+    q = RNG.uniform(size=(3, 4))
+    spec = PolySpec.poly1(label_smoothing=0.2)
+    np.testing.assert_allclose(smooth_targets(q, spec, 4), 0.8 * q + 0.05)
+    np.testing.assert_allclose(smooth_binary_targets(q, spec), 0.8 * q + 0.1)
+    assert smooth_targets(q, PolySpec.poly1(), 4) is q
+    assert smooth_binary_targets(q, PolySpec.poly1()) is q
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5, 1.0])
+def test_sigmoid_alpha_t_is_alpha_for_positives_and_one_minus_alpha_for_negatives(alpha: float) -> None:
+    t = np.array([0.0, 0.3, 1.0])
+    np.testing.assert_allclose(sigmoid_alpha_t(t, alpha), alpha * t + (1 - alpha) * (1 - t), rtol=0, atol=1e-15)
+    assert sigmoid_alpha_t(t, None) is None
+
+
+def test_sigmoid_alpha_t_reproduces_the_sigmoid_reference() -> None:
+    z, t = RNG.normal(size=(4, 3)), RNG.uniform(size=(4, 3))
+    spec = PolySpec.poly1_focal(1.0, 2.0, 0.25)
+    unweighted = reference.sigmoid_poly_loss(z, t, PolySpec.poly1_focal(1.0, 2.0))
+    np.testing.assert_allclose(
+        sigmoid_alpha_t(t, 0.25) * unweighted, reference.sigmoid_poly_loss(z, t, spec), rtol=1e-13
+    )
+
+
+@pytest.mark.parametrize(
+    ("alpha", "want"),
+    [(None, (1.0, None)), (0.5, (0.5, None)), (2, (2.0, None)), ((1.0, 2.0, 0.5), (1.0, (1.0, 2.0, 0.5)))],
+)
+def test_alpha_parts(alpha, want) -> None:
+    assert alpha_parts(PolySpec(alpha=alpha)) == want
+
+
+def test_alpha_parts_reproduce_the_weighted_reference() -> None:
+    weights = (0.5, 1.0, 2.0, 0.25, 1.5)
+    for alpha in (0.3, weights):
+        spec = PolySpec(epsilons=(1.0,), alpha=alpha)
+        scalar, per_class = alpha_parts(spec)
+        w = np.ones(5) if per_class is None else np.asarray(per_class)
+        log_p = _log_softmax(LOGITS)
+        per = _per_class_loss(log_p, spec)[np.arange(7), LABELS]
+        np.testing.assert_allclose(
+            scalar * w[LABELS] * per, reference.softmax_poly_loss(LOGITS, LABELS, spec), rtol=1e-12
+        )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [PolySpec.poly1(2.0), PolySpec.poly_n(1.0, -0.2, 0.1), PolySpec.poly1_focal(0.5, 1.5), PolySpec.drop(3)],
+    ids=["poly1", "poly3", "poly1-focal", "drop3"],
+)
+def test_loss_from_ce_epsilon_override_equals_the_spec_with_that_epsilon(spec: PolySpec) -> None:
+    ce = np.array([0.0, 1e-9, 0.3, 2.0, 40.0])
+    x = -np.expm1(-ce)
+    for epsilon in (-1.0, 0.0, 0.7, np.array(3.0)):
+        replaced = PolySpec(epsilons=(float(epsilon), *spec.epsilons[1:]), gamma=spec.gamma, allow_increasing=True)
+        np.testing.assert_allclose(
+            loss_from_ce(ce, x, spec, OPS, epsilon=epsilon), loss_from_ce(ce, x, replaced, OPS), rtol=1e-14
+        )
+
+
+def test_loss_from_ce_equals_the_log_prob_form() -> None:
+    ce = np.array([0.0, 1e-12, 0.5, 3.0, 30.0])
+    x = -np.expm1(-ce)
+    for spec in (PolySpec.cross_entropy(), PolySpec.poly1(1.0), PolySpec.focal(2.0), PolySpec.poly_n(1.0, 0.5)):
+        np.testing.assert_allclose(loss_from_ce(ce, x, spec, OPS), poly_loss_from_log_prob(-ce, x, spec), rtol=1e-14)
