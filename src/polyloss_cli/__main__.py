@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
+#: What the command line itself imports (the ``cli`` extra installs them).
+COMMAND_LINE_REQUIRES = ("typer", "rich")
+
 
 def main() -> None:
     """Run the ``polyloss`` command line with the process arguments.
 
+    Without the ``cli`` extra's packages it prints one line naming the extra and
+    exits with status 2 instead of failing with a traceback.
+
     Returns:
         Nothing; exits the process with the command's exit code.
     """
+    missing = [name for name in COMMAND_LINE_REQUIRES if importlib.util.find_spec(name) is None]
+    if missing:
+        print(
+            f"Error: the polyloss command needs {' and '.join(missing)}, which is not installed; install the 'cli' "
+            'extra (in a clone: pip install ".[cli]", or ".[all]" for every framework too)',
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     from polyloss_cli.app import app
 
     app(prog_name="polyloss")
