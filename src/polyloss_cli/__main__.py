@@ -9,6 +9,21 @@ import sys
 COMMAND_LINE_REQUIRES = ("typer", "rich")
 
 
+def installed(name: str) -> bool:
+    """Whether the top-level package ``name`` can be imported (found without importing it).
+
+    Args:
+        name: a top-level package name.
+
+    Returns:
+        True when an import system finder locates it.
+    """
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def main() -> None:
     """Run the ``polyloss`` command line with the process arguments.
 
@@ -18,7 +33,7 @@ def main() -> None:
     Returns:
         Nothing; exits the process with the command's exit code.
     """
-    missing = [name for name in COMMAND_LINE_REQUIRES if importlib.util.find_spec(name) is None]
+    missing = [name for name in COMMAND_LINE_REQUIRES if not installed(name)]
     if missing:
         print(
             f"Error: the polyloss command needs {' and '.join(missing)}, which is not installed; install the 'cli' "

@@ -41,9 +41,9 @@ EXTRA_OF = {"sklearn": "cli", "matplotlib": "cli", "scipy": "cli"}
 
 def _require(command: str, modules: tuple[str, ...]) -> None:
     """Exit with a usage error naming the extra to install when one of ``modules`` is missing."""
-    import importlib.util
+    from .__main__ import installed
 
-    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    missing = [name for name in modules if not installed(name)]
     if missing:
         extras = sorted({EXTRA_OF.get(name, "cli") for name in missing})
         raise typer.BadParameter(

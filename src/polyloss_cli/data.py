@@ -143,7 +143,9 @@ def long_tailed_digits(seed: int, imbalance: float) -> tuple[np.ndarray, np.ndar
     return features[train], labels[train], features[test], labels[test]
 
 
-def validation_split(labels: np.ndarray, seed: int, fraction: float = VALIDATION_FRACTION) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(
+    labels: np.ndarray, seed: int, fraction: float = VALIDATION_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
     """Hold out a share of every class of a training split for validation.
 
     Class ``k`` with ``n_k`` examples gives ``round(fraction * n_k)`` of them, at
