@@ -509,14 +509,11 @@ def _verdict_lines(comparisons: list[Any], choices: list[Any], several: bool) ->
             continue
         seeds = len(c.runs)
         if not np.isfinite(delta.low):
-            lines.append(f"{prefix}{c.loss}: {delta.mean:+.3f} balanced accuracy vs CE on one seed; no interval{note}.")
+            lines.append(f"{prefix}{c.loss}: {delta.mean:+.3f} on one seed, no interval{note}.")
             continue
         span = f"{delta.mean:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}]"
-        if c.verdict() == "within noise":
-            words = "within noise: the 95 % interval contains 0"
-        else:
-            words = f"{c.verdict()}: the 95 % interval excludes 0"
-        lines.append(
-            f"{prefix}{c.loss}: {span} balanced accuracy vs CE, better on {c.wins} of {seeds} seeds; {words}{note}."
-        )
+        words = "interval contains 0" if c.verdict() == "within noise" else "interval excludes 0"
+        lines.append(f"{prefix}{c.loss}: {span}, better on {c.wins}/{seeds} seeds; {c.verdict()} ({words}){note}.")
+    if lines:
+        lines.insert(0, "Test balanced accuracy vs CE, paired by seed (mean [95 % interval]):")
     return lines

@@ -515,7 +515,8 @@ def save_results(
 def save_learning_curves(path: Path, comparisons: Sequence[Comparison], runs: Sequence[Run]) -> None:
     """Plot, per loss at its chosen learning rate, the mean over seeds and a 95 % band.
 
-    Left: training loss per epoch; middle: test balanced accuracy per epoch
+    Left: training loss per epoch (mean and band of its logarithm, as the axis is
+    logarithmic); middle: test balanced accuracy per epoch
     (shown, never used for a choice). With several backends a third panel shows
     each backend's largest relative distance to the first backend's
     training-loss curves (same seed and learning rate).
@@ -546,16 +547,25 @@ def save_learning_curves(path: Path, comparisons: Sequence[Comparison], runs: Se
         if not c.runs:
             continue
         seeds = len(c.runs)
-        for ax, field in ((axes[0], "train_loss"), (axes[1], "test_balanced_accuracy")):
+        # The loss panel is logarithmic: its mean and band are taken on log(loss) (a geometric mean).
+        for ax, field, scale in ((axes[0], "train_loss", np.log), (axes[1], "test_balanced_accuracy", None)):
             curves = np.array([getattr(r.result, field) for r in c.runs], dtype=np.float64)
+            if scale is not None:
+                curves = scale(curves)
             epochs = np.arange(1, curves.shape[1] + 1)
             bands = [interval(curves[:, e]) for e in range(curves.shape[1])]
-            mean = np.array([b.mean for b in bands])
+            back = np.exp if scale is not None else (lambda v: v)
+            mean = back(np.array([b.mean for b in bands]))
             ax.plot(epochs, mean, color=colour[c.loss], linestyle=style[c.backend], linewidth=1.4)
             if len(c.runs) > 1:
-                low, high = np.array([b.low for b in bands]), np.array([b.high for b in bands])
+                low, high = back(np.array([b.low for b in bands])), back(np.array([b.high for b in bands]))
                 ax.fill_between(epochs, low, high, color=colour[c.loss], alpha=0.15, linewidth=0)
-    axes[0].set(xlabel="epoch", ylabel="training loss (each loss's own objective)", yscale="log", title="Training loss")
+    axes[0].set(
+        xlabel="epoch",
+        ylabel="training loss (each loss's own objective)",
+        yscale="log",
+        title="Training loss (geometric mean)",
+    )
     axes[1].set(xlabel="epoch", ylabel="balanced accuracy", title="Test balanced accuracy")
     if panels == 3:
         reference = {
