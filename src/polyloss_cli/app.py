@@ -495,9 +495,11 @@ def demo(
 
 def _verdict_lines(comparisons: list[Any], choices: list[Any], several: bool) -> list[str]:
     """One sentence per loss saying whether its difference to CE is within the seed-to-seed noise."""
+    from .runners import BACKENDS
+
     lines = []
     for c in comparisons:
-        prefix = f"{c.backend}: " if several else ""
+        prefix = f"{BACKENDS[c.backend].label}: " if several else ""
         if c.lr is None:
             lines.append(f"{prefix}{c.loss} diverged at every learning rate of the grid.")
             continue
