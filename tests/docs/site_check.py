@@ -7,7 +7,8 @@ network name unresolvable, and a script on the page reports, once MathJax has
 finished:
 
 - text outside code that still shows TeX delimiters or commands (``\\(``, ``\\[``,
-  ``$$``, ``\\frac``, ...): math that did not render;
+  ``$$``, ``\\frac``, ...): math that did not render; or reST left in a docstring
+  (``:meth:``, ``is::``);
 - formulas left unrendered (arithmatex spans with no MathJax output);
 - elements whose right edge passes the content column, and code (other than
   ```text blocks, which keep their lines) that needs horizontal scrolling.
@@ -37,8 +38,16 @@ PAGES = {
     "keras/index.html": False,
     "cli/index.html": False,
     "api/torch/index.html": True,
+    "api/core/index.html": False,
+    "api/tf/index.html": False,
+    "api/jax/index.html": False,
 }
-SCREENSHOTS = {"index.html": "home.png", "torch/index.html": "torch.png", "api/torch/index.html": "api-torch.png"}
+#: page -> (screenshot file, window height); the API page's formulas start below its class tables.
+SCREENSHOTS = {
+    "index.html": ("home.png", 1400),
+    "torch/index.html": ("torch.png", 1400),
+    "api/torch/index.html": ("api-torch.png", 6000),
+}
 WIDTHS = (1280, 760)
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 MARK = "data-site-check"
@@ -59,17 +68,29 @@ PROBE = """
       if (/\\\\[()\\[\\]]|\\$\\$|\\\\(frac|sum|varepsilon|gamma|log|left|right)\\b/.test(node.textContent)) {
         raw.push(node.textContent.trim().slice(0, 80));
       }
+      // reST left in docstrings: Sphinx roles (":meth:") and literal-block markers ("is::").
+      if (/:(class|func|meth|attr|mod|data|exc):|\\w::(\\s|$)/.test(node.textContent)) {
+        raw.push("reST: " + node.textContent.trim().slice(0, 80));
+      }
     }
     const overflow = [];
+    // Content of a box that scrolls sideways by design (Material's table wrapper) stays in that box.
+    const insideScroller = (element) => {
+      for (let up = element.parentElement; up && up !== article; up = up.parentElement) {
+        if (["auto", "scroll"].includes(getComputedStyle(up).overflowX)) return true;
+      }
+      return false;
+    };
     article.querySelectorAll("pre, table, img, mjx-container, .highlight, .md-typeset__table, p, li, h1, h2")
       .forEach((element) => {
         const box = element.getBoundingClientRect();
-        if (box.width > 0 && box.right > limit) {
+        if (box.width > 0 && box.right > limit && !insideScroller(element)) {
           overflow.push(element.tagName + " " + Math.round(box.right - limit) + "px: "
             + short(element.textContent || element.getAttribute("src") || ""));
         }
       });
-    const wrapped = article.querySelectorAll(".highlight:not(.language-text) pre > code");
+    const wrapped = article.querySelectorAll(
+      ".highlight:not(.language-text) pre > code, .doc-contents .highlight pre > code");
     if (article.querySelector("div.highlight:not([class*='language-'])")) {
       overflow.push("a code block carries no language-* class, so the wrapping CSS cannot select it");
     }
@@ -128,11 +149,11 @@ def ensure_browser(install: bool) -> str:
     return found
 
 
-def _chromium(browser: str, width: int, *args: str) -> subprocess.CompletedProcess[str]:
+def _chromium(browser: str, width: int, *args: str, height: int = 1400) -> subprocess.CompletedProcess[str]:
     command = [
         browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--mute-audio",
         "--allow-file-access-from-files", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost",
-        "--virtual-time-budget=20000", f"--window-size={width},1400", *args,
+        "--virtual-time-budget=20000", f"--window-size={width},{height}", *args,
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
 
@@ -179,10 +200,11 @@ def main() -> int:
             if (probed / page).is_file():
                 for width in WIDTHS:
                     problems += check_page(browser, probed, page, width, has_math)
-    for page, name in SCREENSHOTS.items():
+    for page, (name, height) in SCREENSHOTS.items():
         target = (options.screenshots / name).resolve()
-        _chromium(browser, 1280, f"--screenshot={target}", (options.site / page).resolve().as_uri())
-        if not target.is_file() or target.stat().st_size < 10_000:
+        url = (options.site / page).resolve().as_uri()
+        _chromium(browser, 1280, f"--screenshot={target}", url, height=height)
+        if not target.is_file() or target.stat().st_size < 20_000:  # a blank page is about 8 kB
             problems.append(f"{page}: no screenshot written to {target}")
         else:
             print(f"screenshot: {target}")
