@@ -12,6 +12,10 @@ softmax losses take optax's ``axis`` and ``where`` arguments:
   ``optax.losses.sigmoid_focal_loss``.
 - ``poly_loss``: any ``PolySpec`` (Poly-N, drop-N,
   focal, label smoothing, class weights) in the softmax or sigmoid family.
+- ``linear_poly1_cross_entropy_with_integer_labels`` and ``linear_poly_loss``:
+  a linear head (``hidden @ weight.T``) and the loss in one tiled pass that never
+  stores the ``(tokens, vocab)`` logits, for language-model vocabularies
+  (first derivatives: a ``custom_vjp``).
 
 Everything is a pure function of arrays, so ``jit``, ``vmap``, ``grad``,
 ``jacfwd`` and ``hessian`` apply directly.
@@ -29,9 +33,12 @@ from ._losses import (
     poly1_sigmoid_focal_loss,
     poly_loss,
 )
+from .linear import linear_poly1_cross_entropy_with_integer_labels, linear_poly_loss
 
 __all__ = [
     "PolySpec",
+    "linear_poly1_cross_entropy_with_integer_labels",
+    "linear_poly_loss",
     "poly1_cross_entropy",
     "poly1_cross_entropy_with_integer_labels",
     "poly1_sigmoid_focal_loss",

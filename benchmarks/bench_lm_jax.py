@@ -1,0 +1,116 @@
+"""Language-model head in JAX: fused linear Poly-1 vs ``hidden @ W.T`` + optax integer cross-entropy.
+
+Measures, for ``jax.value_and_grad`` (w.r.t. hidden and weight) of the masked mean loss:
+
+- compiled temporary memory (``memory_analysis().temp_size_in_bytes``) of both programs;
+- the time ratio fused / unfused: process CPU time, interleaved rounds, median of the
+  per-round ratios, one compute thread.
+
+Run ``python benchmarks/bench_lm_jax.py`` (N=1024 tokens, D=512, V=128,256, 10% of the
+tokens masked, float32) or ``--dry-run`` for tiny sizes. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# One compute thread, before JAX starts.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from polyloss_jax import linear_poly1_cross_entropy_with_integer_labels
+
+
+def make_inputs(n: int, d: int, v: int, masked: float, seed: int = 0) -> tuple[jax.Array, ...]:
+    """Hidden states, an output projection, labels with ``masked`` of them -100, and the token mask."""
+    rng = np.random.default_rng(seed)
+    hidden = rng.normal(size=(n, d)).astype(np.float32)
+    weight = (rng.normal(size=(v, d)) / np.sqrt(d)).astype(np.float32)
+    labels = rng.integers(0, v, size=n).astype(np.int32)
+    labels[rng.random(n) < masked] = -100
+    return jnp.asarray(hidden), jnp.asarray(weight), jnp.asarray(labels), jnp.asarray(labels >= 0)
+
+
+def programs(chunk_size: int | None, epsilon: float) -> dict[str, object]:
+    """The two jitted value-and-grad programs (same masked-mean reduction)."""
+
+    def fused(h: jax.Array, w: jax.Array, y: jax.Array, keep: jax.Array) -> jax.Array:
+        loss = linear_poly1_cross_entropy_with_integer_labels(
+            h, w, y, epsilon=epsilon, where=keep, chunk_size=chunk_size
+        )
+        return loss.sum() / keep.sum()
+
+    def unfused(h: jax.Array, w: jax.Array, y: jax.Array, keep: jax.Array) -> jax.Array:
+        ce = optax.losses.softmax_cross_entropy_with_integer_labels(h @ w.T, y)
+        return jnp.where(keep, ce, 0.0).sum() / keep.sum()
+
+    return {
+        name: jax.jit(jax.value_and_grad(fn, argnums=(0, 1))) for name, fn in (("fused", fused), ("unfused", unfused))
+    }
+
+
+def temp_bytes(program: object, args: tuple[jax.Array, ...]) -> int:
+    return int(program.lower(*args).compile().memory_analysis().temp_size_in_bytes)  # type: ignore[attr-defined]
+
+
+def cpu_seconds(program: object, args: tuple[jax.Array, ...]) -> float:
+    start = time.process_time()
+    jax.block_until_ready(program(*args))  # type: ignore[operator]
+    return time.process_time() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dry-run", action="store_true", help="tiny sizes, one round (checks the script runs)")
+    parser.add_argument("--tokens", type=int, default=1024)
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--vocab", type=int, default=128_256)
+    parser.add_argument("--masked", type=float, default=0.1, help="fraction of tokens masked (label -100)")
+    parser.add_argument("--chunk-size", type=int, default=None, help="tokens per tile (default: the library's)")
+    parser.add_argument("--epsilon", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args(argv)
+    if args.dry_run:
+        args.tokens, args.dim, args.vocab, args.rounds = 64, 16, 1000, 1
+
+    inputs = make_inputs(args.tokens, args.dim, args.vocab, args.masked)
+    progs = programs(args.chunk_size, args.epsilon)
+    temps = {name: temp_bytes(p, inputs) for name, p in progs.items()}
+    for p in progs.values():  # compile and warm up
+        jax.block_until_ready(p(*inputs))  # type: ignore[operator]
+    ratios, seconds = [], {"fused": [], "unfused": []}
+    for r in range(args.rounds):
+        order = ("fused", "unfused") if r % 2 == 0 else ("unfused", "fused")
+        got = {name: cpu_seconds(progs[name], inputs) for name in order}
+        for name, t in got.items():
+            seconds[name].append(t)
+        ratios.append(got["fused"] / got["unfused"])
+
+    print(
+        f"N={args.tokens} D={args.dim} V={args.vocab} masked={args.masked:.0%} float32, one thread, "
+        f"{args.rounds} interleaved rounds (process CPU time, medians), jax {jax.__version__}"
+    )
+    print("| program | temp bytes | CPU s |")
+    print("|---|---|---|")
+    for name in ("unfused", "fused"):
+        print(f"| {name} | {temps[name] / 1e6:.1f} MB | {statistics.median(seconds[name]):.3f} |")
+    print(
+        f"fused / unfused: temp {temps['fused'] / temps['unfused']:.4f} (1/{temps['unfused'] / temps['fused']:.1f}), "
+        f"time {statistics.median(ratios):.3f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
