@@ -119,11 +119,17 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 @released_on_ci
 def docs(session: nox.Session) -> None:
-    """mkdocs build --strict (API pages come from the docstrings)."""
+    """mkdocs build --strict, then the built site in headless Chromium (formulas rendered, nothing too wide).
+
+    The site check (tests/docs/site_check.py) loads pages from disk with the network cut off and
+    writes screenshots to ``.nox/docs/tmp/screenshots``. It finds Chromium on PATH or, as root,
+    installs Debian's ``chromium`` package; where neither works it fails with a message, never skips.
+    """
     _install(session, "", "docs")
-    session.run(
-        "mkdocs", "build", "--strict", "--site-dir", session.create_tmp() + "/site", env={"NO_MKDOCS_2_WARNING": "1"}
-    )
+    site = session.create_tmp() + "/site"
+    session.run("mkdocs", "build", "--strict", "--site-dir", site, env={"NO_MKDOCS_2_WARNING": "1"})
+    screenshots = session.create_tmp() + "/screenshots"
+    session.run("python", "tests/docs/site_check.py", site, "--screenshots", screenshots, "--install-browser")
 
 
 def _install_bench(session: nox.Session) -> None:

@@ -9,4 +9,4 @@ imported only by the commands that need them.
 """
 
 __all__ = ["__version__"]
-__version__ = "0.1.0"
+from polyloss_core import __version__ as __version__

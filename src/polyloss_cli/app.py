@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,8 +32,48 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 200},
 )
+
+#: Top-level module -> the extra that installs it, for the commands' one-line "install this" errors.
+EXTRA_OF = {"sklearn": "cli", "matplotlib": "cli", "scipy": "cli"}
+
+
+def _require(command: str, modules: tuple[str, ...]) -> None:
+    """Exit with a usage error naming the extra to install when one of ``modules`` is missing."""
+    from .__main__ import installed
+
+    missing = [name for name in modules if not installed(name)]
+    if missing:
+        extras = sorted({EXTRA_OF.get(name, "cli") for name in missing})
+        raise typer.BadParameter(
+            f"'polyloss {command}' needs {', '.join(missing)}, which is not installed; install the "
+            f'{" and ".join(repr(e) for e in extras)} extra (in a clone: pip install ".[{",".join(extras)}]")',
+            param_hint="'command'",
+        )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from polyloss_cli import __version__
+
+        typer.echo(f"polyloss {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", "-V", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
+    """PolyLoss (Leng et al., ICLR 2022) from the command line: demo training, figures and coefficients.
+
+    demo trains a small network with several losses over several seeds and compares them; plot draws
+    loss and gradient against p_t; coeffs prints a spec's series coefficients.
+    """
+
 
 DEFAULT_EPSILONS = "-1,1,2"
 #: Order in which the demo looks for an installed framework.
@@ -97,7 +138,7 @@ def coeffs(
     terms: Annotated[int, typer.Option("--terms", "-n", min=1, max=10_000, help="Number of coefficients to list.")] = 8,
     json_only: Annotated[bool, typer.Option("--json", help="Print only the spec as JSON.")] = False,
 ) -> None:
-    """Print the series coefficients alpha_j of a PolyLoss spec and the spec as JSON.
+    """Print a spec's series coefficients alpha_j and the spec as JSON.
 
     l(p) = sum_j alpha_j (1 - p)^(j + gamma) with alpha_j = 1/j + eps_j.
     """
@@ -105,7 +146,14 @@ def coeffs(
     if not all(np.isfinite(epsilons)):
         raise typer.BadParameter(f"every value must be finite, got {list(epsilons)}", param_hint="'--epsilon'")
     try:
-        spec = PolySpec(epsilons=epsilons, gamma=gamma)
+        with warnings.catch_warnings():
+            # A validity check that overflows (eps_j near 1e308) must not pass silently.
+            warnings.simplefilter("error", RuntimeWarning)
+            spec = PolySpec(epsilons=epsilons, gamma=gamma)
+    except RuntimeWarning as exc:
+        raise _spec_error(
+            ValueError(f"its validity check overflowed ({exc}); use smaller epsilons"), "'--epsilon' / '--gamma'"
+        ) from None
     except (ValueError, TypeError) as exc:
         raise _spec_error(exc, "'--epsilon' / '--gamma'") from None
     document = json.dumps(spec.to_dict(), indent=2)
@@ -131,15 +179,23 @@ def coeffs(
 # --------------------------------------------------------------------------- plot
 @app.command()
 def plot(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Image file to write (.png, .pdf or .svg).")] = Path(
-        "polyloss-curves.png"
-    ),
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Image file to write (.png, .pdf or .svg); missing parent directories are created."
+        ),
+    ] = Path("polyloss-curves.png"),
     epsilons: Annotated[
         str, typer.Option("--epsilons", help="Comma-separated Poly-1 epsilons to draw.")
     ] = DEFAULT_EPSILONS,
     gamma: Annotated[float, typer.Option("--gamma", help="Focal exponent; 0 leaves out the focal curves.")] = 2.0,
 ) -> None:
-    """Draw loss and gradient dl/dp_t against p_t for CE, focal and Poly-1 variants."""
+    """Draw loss and dl/dp_t against p_t for CE, focal and Poly-1.
+
+    Two panels, loss and gradient, for cross-entropy, Poly-1 at each --epsilons value and, unless
+    --gamma is 0, focal and Poly-1 focal; also prints the values at p_t = 0.1, 0.5 and 0.9.
+    """
+    _require("plot", ("matplotlib",))
     from .curves import curve_specs, loss_and_gradient, save_figure
 
     values = _parse_floats(epsilons, "'--epsilons'")
@@ -152,8 +208,13 @@ def plot(
         curves = curve_specs(values, gamma)
     except (ValueError, TypeError) as exc:
         raise _spec_error(exc, "'--epsilons' / '--gamma'") from None
-    output.parent.mkdir(parents=True, exist_ok=True)
-    save_figure(curves, output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        save_figure(curves, output)
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot write {str(output)!r}: {exc.strerror or exc}", param_hint="'--output'"
+        ) from None
 
     probes = np.array([0.1, 0.5, 0.9])
     table = Table(title="Loss l(p_t) and gradient dl/dp_t at three values of p_t")
@@ -180,7 +241,7 @@ def _pick_backends(choice: BackendChoice | None) -> list[str]:
                 return [name]
         raise typer.BadParameter(
             "no deep-learning framework found to default to; install torch, jax (with optax) or keras "
-            "(e.g. pip install 'polyloss-kit[torch]')",
+            '(in a clone: pip install ".[torch]", ".[jax]" or ".[tf]")',
             param_hint="'--backend'",
         )
     names = list(AUTO_ORDER) if choice is BackendChoice.all else [choice.value]
@@ -188,14 +249,39 @@ def _pick_backends(choice: BackendChoice | None) -> list[str]:
         if not available(name):
             info = BACKENDS[name]
             raise typer.BadParameter(
-                f"backend {name!r} needs {' and '.join(info.requires)}, which is not installed "
-                f"(pip install 'polyloss-kit[{info.extra}]')",
+                f"backend {name!r} needs {' and '.join(info.requires)}, which is not installed; install the "
+                f'{info.extra!r} extra (in a clone: pip install ".[{info.extra}]")',
                 param_hint="'--backend'",
             )
     return names
 
 
-@app.command()
+DEFAULT_SEEDS = 5
+DEFAULT_LEARNING_RATES = "0.1,0.3,0.9"
+DEFAULT_OUTPUT = Path("polyloss-demo")
+
+
+def _usable_directory(path: Path, option: str) -> None:
+    """Create ``path`` (and its parents) and check that a file can be written in it, or raise a usage error."""
+    if path.exists() and not path.is_dir():
+        raise typer.BadParameter(f"{str(path)!r} exists and is not a directory", param_hint=option)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".polyloss-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot write into {str(path)!r}: {exc.strerror or exc}", param_hint=option) from None
+
+
+def _interval_text(value: Any, digits: int = 3, signed: bool = False) -> str:
+    """``mean ± half-width`` of an :class:`~polyloss_cli.demo.Interval` (just the mean with one seed)."""
+    sign = "+" if signed else ""
+    text = f"{value.mean:{sign}.{digits}f}"
+    return text if not np.isfinite(value.half_width) else f"{text}±{value.half_width:.{digits}f}"
+
+
+@app.command(epilog="Writes results.json and learning_curves.png into --output (default: ./polyloss-demo).")
 def demo(
     backend: Annotated[
         BackendChoice | None,
@@ -207,35 +293,61 @@ def demo(
         ),
     ] = None,
     epsilons: Annotated[
-        str, typer.Option("--epsilons", help="Comma-separated Poly-1 epsilons, one run each (e.g. '-1,0,1,2,4').")
+        str, typer.Option("--epsilons", help="Comma-separated Poly-1 epsilons, one loss each (e.g. '-1,0,1,2,4').")
     ] = DEFAULT_EPSILONS,
-    gamma: Annotated[float, typer.Option("--gamma", help="Focal exponent of the focal and Poly-1 focal runs.")] = 2.0,
-    focal_epsilon: Annotated[float, typer.Option("--focal-epsilon", help="Epsilon of the Poly-1 focal run.")] = 1.0,
+    gamma: Annotated[float, typer.Option("--gamma", help="Focal exponent of the focal and Poly-1 focal losses.")] = 2.0,
+    focal_epsilon: Annotated[float, typer.Option("--focal-epsilon", help="Epsilon of the Poly-1 focal loss.")] = 1.0,
+    seeds: Annotated[
+        int,
+        typer.Option(
+            "--seeds", min=1, max=1000, help="Number of seeds (data split, initial weights, batch order) per run."
+        ),
+    ] = DEFAULT_SEEDS,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="First seed; the runs use seed .. seed + seeds - 1.")] = 0,
+    lr: Annotated[
+        str,
+        typer.Option(
+            "--lr",
+            help="Comma-separated grid of plain-SGD learning rates; each loss gets the one with the best mean "
+            "validation balanced accuracy. One value: no choice.",
+        ),
+    ] = DEFAULT_LEARNING_RATES,
     epochs: Annotated[int, typer.Option("--epochs", min=1, max=10_000, help="Passes over the training split.")] = 30,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Minibatch size.")] = 32,
-    lr: Annotated[float, typer.Option("--lr", help="Plain SGD learning rate (> 0).")] = 0.3,
     imbalance: Annotated[
         float, typer.Option("--imbalance", min=1.0, help="Largest / smallest training class size.")
     ] = 20.0,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the split, the weights and the batch order.")] = 0,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Directory for results.json and learning_curves.png.")
-    ] = Path("polyloss-demo"),
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Directory for results.json and learning_curves.png; created if missing. "
+            "Default: polyloss-demo in the current directory.",
+        ),
+    ] = DEFAULT_OUTPUT,
 ) -> None:
-    """Train one MLP on long-tailed digits with CE, focal, Poly-1 and Poly-1 focal, and compare.
+    """Compare CE, focal, Poly-1 and Poly-1 focal over several seeds.
 
-    Every run starts from the same NumPy-generated weights and sees the same
-    minibatches in the same order (plain SGD), whatever the loss or framework.
+    Trains one small MLP on long-tailed handwritten digits (bundled with scikit-learn) once per
+    seed, learning rate and loss.
+    Per seed every loss starts from the same NumPy-generated weights and sees the
+    same minibatches in the same order (plain SGD), whatever the loss or
+    framework. Each loss gets its learning rate from the --lr grid on a
+    validation split held out from the training data; the test split is only
+    reported: mean and 95 % interval over seeds, and the paired difference to CE.
     """
+    _require("demo", ("sklearn", "matplotlib", "scipy"))
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .data import make_problem
-    from .demo import demo_losses, parity, run_all, save_learning_curves, save_results, summary
+    from .demo import choose_learning_rates, compare, demo_losses, parity, run_all, save_learning_curves, save_results
     from .runners import BACKENDS
 
     values = _parse_floats(epsilons, "'--epsilons'")
-    if not (np.isfinite(lr) and lr > 0):
-        raise typer.BadParameter(f"the learning rate must be a finite number > 0, got {lr:g}", param_hint="'--lr'")
+    rates = _parse_floats(lr, "'--lr'")
+    if not all(rate > 0 for rate in rates):
+        raise typer.BadParameter(f"every learning rate must be > 0, got {lr!r}", param_hint="'--lr'")
     if not (np.isfinite(imbalance) and imbalance >= 1):
         raise typer.BadParameter(f"must be a finite number >= 1, got {imbalance:g}", param_hint="'--imbalance'")
     try:
@@ -245,23 +357,32 @@ def demo(
     if output.exists() and not output.is_dir():
         raise typer.BadParameter(f"{str(output)!r} exists and is not a directory", param_hint="'--output'")
     names = _pick_backends(backend)
+    _usable_directory(output, "'--output'")
 
-    problem = make_problem(seed=seed, epochs=epochs, batch_size=batch_size, learning_rate=lr, imbalance=imbalance)
+    seed_list = list(range(seed, seed + seeds))
+    problems = {
+        s: make_problem(seed=s, epochs=epochs, batch_size=batch_size, learning_rate=rates[0], imbalance=imbalance)
+        for s in seed_list
+    }
+    problem = problems[seed]
     console = _console()
     counts = np.bincount(problem.y_train, minlength=problem.num_classes)
+    held = np.bincount(problem.y_val, minlength=problem.num_classes)
     console.print(
-        f"data: bundled digits, {len(problem.y_train)} long-tailed training images (per class {counts.tolist()}), "
-        f"{len(problem.y_test)} balanced test images"
+        f"data: bundled digits; long-tailed training split: {len(problem.y_train)} images to train on "
+        f"(per class {counts.tolist()}) + {len(problem.y_val)} held out for validation "
+        f"(per class {held.tolist()}); {len(problem.y_test)} balanced test images"
     )
     console.print(
-        f"model: MLP {problem.x_train.shape[1]}-{problem.weights[0].shape[1]}-{problem.num_classes}, plain SGD "
-        f"lr={lr:g}, batch {batch_size}, {epochs} epochs, seed {seed}; "
+        f"model: MLP {problem.x_train.shape[1]}-{problem.weights[0].shape[1]}-{problem.num_classes}, plain SGD, "
+        f"batch {batch_size}, {epochs} epochs; learning rates {', '.join(f'{r:g}' for r in rates)}; "
+        f"seeds {seed_list[0]}..{seed_list[-1]} (one split, init and batch order each); "
         f"backends: {', '.join(BACKENDS[n].label for n in names)}"
     )
 
     started = time.perf_counter()
     progress = Progress(
-        TextColumn("{task.description:<40}"),
+        TextColumn("{task.description:<48}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("epochs"),
@@ -269,18 +390,17 @@ def demo(
         console=Console(stderr=True),
     )
     with progress:
-        task = progress.add_task("starting", total=len(names) * len(losses) * epochs)
+        task = progress.add_task("starting", total=len(names) * len(seed_list) * len(rates) * len(losses) * epochs)
 
-        def on_start(backend_name: str, loss_name: str) -> None:
-            progress.update(task, description=f"{BACKENDS[backend_name].label}: {loss_name}")
+        def on_start(backend_name: str, description: str) -> None:
+            progress.update(task, description=f"{BACKENDS[backend_name].label}: {description}")
 
         def on_epoch(backend_name: str, loss_name: str, epoch: int, value: float) -> None:
-            progress.update(
-                task, advance=1, description=f"{BACKENDS[backend_name].label}: {loss_name} (loss {value:.4f})"
-            )
+            progress.update(task, advance=1)
 
         try:
-            runs = run_all(names, losses, problem, on_epoch=on_epoch, on_start=on_start)
+            with np.errstate(all="ignore"):
+                runs = run_all(names, losses, list(problems.items()), rates, on_epoch=on_epoch, on_start=on_start)
         except ImportError as exc:
             progress.stop()
             typer.echo(
@@ -289,31 +409,46 @@ def demo(
             raise typer.Exit(1) from None
     total = time.perf_counter() - started
 
-    table = Table(title=f"Test metrics after {epochs} epochs (balanced test split; tail = 5 rarest training classes)")
-    for column in ("backend", "loss"):
-        table.add_column(column)
-    for column in ("acc", "bal acc", "tail acc", "NLL", "ECE", "time s"):
-        table.add_column(column, justify="right")
-    for index, run in enumerate(runs):
-        m = summary(run, problem)
-        last_of_backend = index + 1 < len(runs) and runs[index + 1].backend != run.backend
-        table.add_row(
-            BACKENDS[run.backend].label,
-            run.loss.name,
-            _fmt(m["accuracy"]),
-            _fmt(m["balanced_accuracy"]),
-            _fmt(m["tail_accuracy"]),
-            _fmt(m["nll"]),
-            _fmt(m["ece"]),
-            f"{m['seconds']:.2f}",
-            end_section=last_of_backend,
-        )
+    choices = choose_learning_rates(runs, problems)
+    comparisons = compare(runs, problems, choices)
+    several = len(names) > 1
+    table = Table(
+        title=f"Test metrics over {len(seed_list)} seeds, mean±95 % interval, each loss at the lr with the best "
+        "mean validation balanced accuracy (val); Δ: paired difference to CE, same seeds; tail: 5 rarest classes"
+    )
+    if several:
+        table.add_column("backend")
+    table.add_column("loss")
+    for column in ("lr", "val", "test bal acc", "tail acc", "NLL", "ECE", "Δ bal acc", "verdict"):
+        table.add_column(column, justify="left" if column == "verdict" else "right", no_wrap=True)
+    for index, c in enumerate(comparisons):
+        last_of_backend = index + 1 < len(comparisons) and comparisons[index + 1].backend != c.backend
+        cells = [BACKENDS[c.backend].label] if several else []
+        if c.lr is None:
+            cells += [c.loss, "-", "-", "-", "-", "-", "-", "-", c.verdict()]
+        else:
+            choice = next(ch for ch in choices if (ch.backend, ch.loss) == (c.backend, c.loss))
+            delta = c.difference.get("balanced_accuracy")
+            cells += [
+                c.loss,
+                f"{c.lr:g}",
+                f"{choice.validation[c.lr]:.3f}",
+                _interval_text(c.metrics["balanced_accuracy"]),
+                _interval_text(c.metrics["tail_accuracy"]),
+                _interval_text(c.metrics["nll"]),
+                f"{c.metrics['ece'].mean:.3f}",
+                "" if delta is None else _interval_text(delta, signed=True),
+                c.verdict(),
+            ]
+        table.add_row(*cells, end_section=last_of_backend)
     console.print(table)
+    for line in _verdict_lines(comparisons, choices, several):
+        console.print(line)
 
     rows = parity(runs)
     if rows:
         agreement = Table(
-            title="Cross-framework agreement of the per-epoch training loss "
+            title="Cross-framework agreement of the per-epoch training loss, every seed and learning rate "
             f"(reference: {BACKENDS[rows[0].reference].label})"
         )
         for column in ("loss", "backend"):
@@ -329,26 +464,58 @@ def demo(
             f"vs {BACKENDS[worst.reference].label})"
         )
 
-    output.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "backends": names,
         "epsilons": values,
         "gamma": gamma,
         "focal_epsilon": focal_epsilon,
+        "seeds": seed_list,
+        "learning_rates": rates,
         "epochs": epochs,
         "batch_size": batch_size,
-        "lr": lr,
         "imbalance": imbalance,
-        "seed": seed,
         "total_seconds": total,
     }
     if "tf" in names:
         import keras
 
         config["keras_backend"] = keras.backend.backend()
-    save_results(output / "results.json", config, problem, runs)
-    save_learning_curves(output / "learning_curves.png", runs)
+    try:
+        save_results(output / "results.json", config, problems, runs, choices, comparisons)
+        save_learning_curves(output / "learning_curves.png", comparisons, runs)
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot write into {str(output)!r}: {exc.strerror or exc}", param_hint="'--output'"
+        ) from None
     console.print(
         f"trained {len(runs)} runs in {total:.1f} s; wrote {output / 'results.json'} and "
         f"{output / 'learning_curves.png'}"
     )
+
+
+def _verdict_lines(comparisons: list[Any], choices: list[Any], several: bool) -> list[str]:
+    """One sentence per loss saying whether its difference to CE is within the seed-to-seed noise."""
+    from .runners import BACKENDS
+
+    lines = []
+    for c in comparisons:
+        prefix = f"{BACKENDS[c.backend].label}: " if several else ""
+        if c.lr is None:
+            lines.append(f"{prefix}{c.loss} diverged at every learning rate of the grid.")
+            continue
+        choice = next(ch for ch in choices if (ch.backend, ch.loss) == (c.backend, c.loss))
+        diverged = [f"{rate:g}" for rate, score in choice.validation.items() if score is None]
+        note = f" (diverged at lr {', '.join(diverged)})" if diverged else ""
+        delta = c.difference.get("balanced_accuracy")
+        if delta is None:
+            continue
+        seeds = len(c.runs)
+        if not np.isfinite(delta.low):
+            lines.append(f"{prefix}{c.loss}: {delta.mean:+.3f} on one seed, no interval{note}.")
+            continue
+        span = f"{delta.mean:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}]"
+        words = "interval contains 0" if c.verdict() == "within noise" else "interval excludes 0"
+        lines.append(f"{prefix}{c.loss}: {span}, better on {c.wins}/{seeds} seeds; {c.verdict()} ({words}){note}.")
+    if lines:
+        lines.insert(0, "Test balanced accuracy vs CE, paired by seed (mean [95 % interval]):")
+    return lines

@@ -12,12 +12,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Problem", "RunResult", "glorot_mlp", "long_tailed_digits", "long_tailed_split", "make_problem"]
+__all__ = [
+    "Problem",
+    "RunResult",
+    "glorot_mlp",
+    "long_tailed_digits",
+    "long_tailed_split",
+    "make_problem",
+    "validation_split",
+]
 
 #: Width of the MLP's single hidden layer.
 HIDDEN_UNITS = 64
 #: Share of each class held out for the balanced test split.
 TEST_FRACTION = 0.3
+#: Share of each class of the (long-tailed) training split held out for choosing the learning rate.
+VALIDATION_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -25,10 +35,13 @@ class Problem:
     """One training problem, identical for every loss and every framework.
 
     Attributes:
-        x_train: float32 features, shape ``(n_train, 64)``, scaled to ``[0, 1]``.
+        x_train: float32 features the model is trained on, shape ``(n_train, 64)``, scaled to ``[0, 1]``.
         y_train: int64 class indices, shape ``(n_train,)``.
         x_test: float32 features of the test split.
         y_test: int64 class indices of the test split.
+        x_val: float32 features of the validation split, held out from the long-tailed training
+            data (never from the test split); the demo chooses learning rates on it.
+        y_val: int64 class indices of the validation split.
         weights: ``(w1, b1, w2, b2)`` float32 initial weights; kernels are stored
             ``(fan_in, fan_out)`` (Keras / JAX layout; torch takes the transpose).
         batches: for each epoch, the list of index arrays of its minibatches.
@@ -43,6 +56,8 @@ class Problem:
     weights: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     batches: list[list[np.ndarray]]
     learning_rate: float
+    x_val: np.ndarray = field(default_factory=lambda: np.zeros((0, 64), np.float32))
+    y_val: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     num_classes: int = 10
 
     @property
@@ -61,12 +76,14 @@ class RunResult:
         test_balanced_accuracy: per epoch, the balanced accuracy on the test split
             after that epoch.
         test_logits: float64 logits of the test split after the last epoch.
+        val_logits: float64 logits of the validation split after the last epoch.
         seconds: wall time of the run (model build, compilation and training).
     """
 
     train_loss: list[float] = field(default_factory=list)
     test_balanced_accuracy: list[float] = field(default_factory=list)
     test_logits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    val_logits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     seconds: float = 0.0
 
 
@@ -126,6 +143,36 @@ def long_tailed_digits(seed: int, imbalance: float) -> tuple[np.ndarray, np.ndar
     return features[train], labels[train], features[test], labels[test]
 
 
+def validation_split(
+    labels: np.ndarray, seed: int, fraction: float = VALIDATION_FRACTION
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out a share of every class of a training split for validation.
+
+    Class ``k`` with ``n_k`` examples gives ``round(fraction * n_k)`` of them, at
+    least one and at most ``n_k - 1`` (a class with one example gives none), so
+    the validation split has the training split's long tail and every class keeps
+    an example to train on.
+
+    Args:
+        labels: int class indices of the training split.
+        seed: seed of the NumPy generator that chooses the held-out examples.
+        fraction: share of each class to hold out, in ``(0, 1)``.
+
+    Returns:
+        ``(fit_positions, validation_positions)``: disjoint sorted int64 positions into ``labels``.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held = []
+    for k in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == k))
+        count = min(max(1, round(fraction * len(members))), len(members) - 1)
+        held.append(members[:count])
+    validation = np.sort(np.concatenate(held)).astype(np.int64)
+    fit = np.setdiff1d(np.arange(len(labels)), validation).astype(np.int64)
+    return fit, validation
+
+
 def glorot_mlp(
     seed: int, n_in: int, n_hidden: int, n_out: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -154,6 +201,10 @@ def glorot_mlp(
 def make_problem(*, seed: int, epochs: int, batch_size: int, learning_rate: float, imbalance: float) -> Problem:
     """Build the demo's problem: data split, initial weights and batch order from one seed.
 
+    The long-tailed training data is split once more into the examples the model
+    is trained on and a validation split (:func:`validation_split`); the test
+    split is used for nothing but the reported test metrics.
+
     Args:
         seed: the one seed behind the split, the weights and the batch order.
         epochs: number of passes over the training split.
@@ -164,8 +215,10 @@ def make_problem(*, seed: int, epochs: int, batch_size: int, learning_rate: floa
     Returns:
         The :class:`Problem`.
     """
-    x_train, y_train, x_test, y_test = long_tailed_digits(seed, imbalance)
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    x_labelled, y_labelled, x_test, y_test = long_tailed_digits(seed, imbalance)
+    fit, validation = validation_split(y_labelled, seed + 3)
+    x_train, y_train = x_labelled[fit], y_labelled[fit]
+    num_classes = int(max(y_labelled.max(), y_test.max())) + 1
     weights = glorot_mlp(seed + 1, x_train.shape[1], HIDDEN_UNITS, num_classes)
     order = np.random.default_rng(seed + 2)
     n = len(y_train)
@@ -173,4 +226,15 @@ def make_problem(*, seed: int, epochs: int, batch_size: int, learning_rate: floa
     for _ in range(epochs):
         permutation = order.permutation(n)
         batches.append([permutation[start : start + batch_size] for start in range(0, n, batch_size)])
-    return Problem(x_train, y_train, x_test, y_test, weights, batches, float(learning_rate), num_classes)
+    return Problem(
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        weights,
+        batches,
+        float(learning_rate),
+        x_labelled[validation],
+        y_labelled[validation],
+        num_classes,
+    )

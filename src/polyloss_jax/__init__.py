@@ -25,6 +25,7 @@ Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 """
 
 from polyloss_core import PolySpec
+from polyloss_core import __version__ as __version__
 
 from ._losses import (
     poly1_cross_entropy,

@@ -82,3 +82,8 @@ def test_increasing_poly_n_is_rejected_with_the_reason(invoke: Invoke) -> None:
 )
 def test_bad_arguments_exit_2_with_one_line(invoke: Invoke, args: tuple[str, ...], fragments: tuple[str, ...]) -> None:
     assert_usage_error(invoke("coeffs", *args), *fragments)
+
+
+def test_epsilons_whose_validity_check_overflows_are_rejected(invoke: Invoke) -> None:
+    result = invoke("coeffs", "-e", "0", "-e", "1e308", "-e", "-1e308")
+    assert_usage_error(result, "--epsilon", "not a valid PolySpec")

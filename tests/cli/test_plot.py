@@ -97,3 +97,27 @@ def test_bad_arguments_exit_2_with_one_line(
         args = (*args, "--output", str(tmp_path / "never.png"))
     assert_usage_error(invoke("plot", *args), *fragments)
     assert not (tmp_path / "never.png").exists()
+
+
+def test_output_below_a_file_is_a_usage_error_not_a_traceback(invoke: Invoke, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("keep me")
+    assert_usage_error(invoke("plot", "--output", str(blocker / "curves.png")), "--output", "cannot write")
+    assert blocker.read_text() == "keep me"
+
+
+def test_missing_parent_directories_are_created(invoke: Invoke, tmp_path: Path) -> None:
+    target = tmp_path / "new" / "deeper" / "curves.png"
+    assert invoke("plot", "--output", str(target)).exit_code == 0
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unwritable_output_is_a_usage_error_not_a_traceback(
+    invoke: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Permission bits do not stop root (the tests may run as root), so the save itself is refused.
+    def refuse(curves: object, path: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("polyloss_cli.curves.save_figure", refuse)
+    assert_usage_error(invoke("plot", "--output", str(tmp_path / "c.png")), "--output", "Permission denied")

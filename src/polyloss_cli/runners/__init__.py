@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -51,10 +50,9 @@ def available(name: str) -> bool:
     Returns:
         True when every required top-level package can be found.
     """
-    try:
-        return all(importlib.util.find_spec(package) is not None for package in BACKENDS[name].requires)
-    except (ImportError, ValueError):
-        return False
+    from ..__main__ import installed
+
+    return all(installed(package) for package in BACKENDS[name].requires)
 
 
 _WARMED_UP: set[str] = set()

@@ -34,7 +34,7 @@ def train(spec: PolySpec, problem: Problem, on_epoch: EpochCallback | None = Non
         on_epoch: optional callback ``(epoch, train_loss)`` after every epoch.
 
     Returns:
-        Per-epoch training loss and test balanced accuracy, final test logits, wall time.
+        Per-epoch training loss and test balanced accuracy, final test and validation logits, wall time.
     """
     start = time.perf_counter()
     w1, b1, w2, b2 = problem.weights
@@ -69,5 +69,6 @@ def train(spec: PolySpec, problem: Problem, on_epoch: EpochCallback | None = Non
         if on_epoch is not None:
             on_epoch(epoch, result.train_loss[-1])
     result.test_logits = logits
+    result.val_logits = np.asarray(predict(params, jnp.asarray(problem.x_val)), dtype=np.float64)
     result.seconds = time.perf_counter() - start
     return result

@@ -26,7 +26,7 @@ def train(spec: PolySpec, problem: Problem, on_epoch: EpochCallback | None = Non
         on_epoch: optional callback ``(epoch, train_loss)`` after every epoch.
 
     Returns:
-        Per-epoch training loss and test balanced accuracy, final test logits, wall time.
+        Per-epoch training loss and test balanced accuracy, final test and validation logits, wall time.
     """
     # The model is tiny: one intra-op thread is fastest and avoids contention. Restored afterwards.
     threads = torch.get_num_threads()
@@ -72,5 +72,7 @@ def _train(spec: PolySpec, problem: Problem, on_epoch: EpochCallback | None) -> 
         if on_epoch is not None:
             on_epoch(epoch, result.train_loss[-1])
     result.test_logits = logits
+    with torch.no_grad():
+        result.val_logits = model(torch.from_numpy(problem.x_val)).double().numpy()
     result.seconds = time.perf_counter() - start
     return result
