@@ -1,8 +1,8 @@
 """polyloss_core: the framework-agnostic definition of the PolyLoss family.
 
-NumPy only; no deep-learning framework is imported here. :class:`PolySpec`
-holds the coefficients, :mod:`polyloss_core.series` evaluates the polynomial
-with plain arithmetic for every adapter, and :mod:`polyloss_core.reference` is
+NumPy only; no deep-learning framework is imported here. ``PolySpec``
+holds the coefficients, ``polyloss_core.series`` evaluates the polynomial
+with plain arithmetic for every adapter, and ``polyloss_core.reference`` is
 the float64 oracle the adapters are tested against.
 
 Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of

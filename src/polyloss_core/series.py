@@ -1,24 +1,24 @@
-"""The PolyLoss maths written once, with nothing but ``+``, ``*``, ``**`` and a few :class:`ArrayOps`.
+"""The PolyLoss maths written once, with nothing but ``+``, ``*``, ``**`` and a few ``ArrayOps``.
 
 These helpers accept any array type that overloads the arithmetic operators
 (NumPy arrays, torch tensors, jax arrays, Keras / TensorFlow tensors), so every
 adapter evaluates the same polynomial in the same order. The few operations
 that operators cannot spell (``where``, a fused multiply-add, the dtype's
-``tiny``) come from the adapter's :class:`ArrayOps` object, in the manner of
+``tiny``) come from the adapter's ``ArrayOps`` object, in the manner of
 einops' backends: the algorithm once, a few small operations per framework.
 The framework-specific parts (``log_softmax``, gathers, custom gradients) stay
 in the adapters.
 
 Decisions made here, once, for every adapter:
 
-* :func:`loss_from_ce`: the whole family from a cross-entropy ``c = -log p``
+* ``loss_from_ce``: the whole family from a cross-entropy ``c = -log p``
   and ``x = 1 - p`` (SPEC section 4), with Poly-1 as one multiply-add;
-* :func:`focal_power`: the one rule that keeps a fractional ``gamma`` finite,
+* ``focal_power``: the one rule that keeps a fractional ``gamma`` finite,
   in value and in every derivative, as ``p -> 1``;
-* :func:`smoothing_weights`, :func:`poly1_class_sum`, :func:`smooth_targets`,
-  :func:`smooth_binary_targets`: label smoothing for class indices
+* ``smoothing_weights``, ``poly1_class_sum``, ``smooth_targets``,
+  ``smooth_binary_targets``: label smoothing for class indices
   (a decomposition, never a one-hot tensor) and for dense targets;
-* :func:`alpha_parts` and :func:`sigmoid_alpha_t`: what ``spec.alpha`` means in
+* ``alpha_parts`` and ``sigmoid_alpha_t``: what ``spec.alpha`` means in
   each family.
 """
 
@@ -116,7 +116,7 @@ class ArrayOps:
     """The few array operations the core maths needs beyond ``+ - * **``.
 
     Each adapter subclasses this once (``where`` and ``tiny`` are required) and
-    passes the instance to :func:`loss_from_ce` and :func:`focal_power`.
+    passes the instance to ``loss_from_ce`` and ``focal_power``.
     ``add_scaled`` defaults to ``a + alpha * b``; an adapter may override it
     with a fused kernel (torch's ``torch.add(a, b, alpha=...)``).
     """
@@ -135,7 +135,7 @@ class ArrayOps:
 
 
 class NumpyOps(ArrayOps):
-    """:class:`ArrayOps` for NumPy arrays (the core's own tests and the CLI's curves)."""
+    """``ArrayOps`` for NumPy arrays (the core's own tests and the CLI's curves)."""
 
     def where(self, condition: Any, a: Any, b: Any) -> Any:
         import numpy as np
@@ -151,7 +151,7 @@ class NumpyOps(ArrayOps):
 
 # --------------------------------------------------------------------------- the fractional-gamma rule
 def needs_power_guard(gamma: float) -> bool:
-    """Whether ``x^gamma`` needs :func:`focal_power`'s guard: every non-integer ``gamma > 0``.
+    """Whether ``x^gamma`` needs ``focal_power``'s guard: every non-integer ``gamma > 0``.
 
     For a non-integer ``gamma`` the ``k``-th derivative of ``x^gamma`` is infinite
     at ``x = 0`` for every ``k > gamma`` (the first for ``gamma < 1``, the second
@@ -166,7 +166,7 @@ def needs_power_guard(gamma: float) -> bool:
 
 
 def power_guard_threshold(tiny: float) -> float:
-    """``sqrt(tiny)``: below it, :func:`focal_power` returns exactly 0.
+    """``sqrt(tiny)``: below it, ``focal_power`` returns exactly 0.
 
     At ``x = sqrt(tiny)`` the second derivative ``gamma (gamma - 1) x^(gamma - 2)``
     is at most ``tiny^-1`` (finite in every float format), and the loss dropped
@@ -186,7 +186,7 @@ def focal_power(x: Any, gamma: float, ops: ArrayOps) -> Any:
     * ``gamma == 0``: the Python float ``1.0``; ``gamma`` 1 and 2: ``x`` and ``x * x``.
     * other integers: ``x ** gamma`` (a polynomial).
     * non-integer ``gamma``: a double ``where``. Entries with
-      ``x <= sqrt(tiny)`` (:func:`power_guard_threshold`) are evaluated at
+      ``x <= sqrt(tiny)`` (``power_guard_threshold``) are evaluated at
       ``x = 1`` and then replaced by 0, so neither the value nor any derivative
       of any order sees ``0^(gamma - k)``; entries above the threshold get the
       exact power. Autograd, ``jax.grad`` / ``jax.hessian`` and
@@ -217,14 +217,14 @@ def loss_from_ce(ce: Any, one_minus_p: Any, spec: PolySpec, ops: ArrayOps, *, ep
 
     Poly-1 (``gamma = 0``, one epsilon) is ``ops.add_scaled(ce, one_minus_p, eps)``,
     one fused multiply-add where the framework has one. A non-integer ``gamma``
-    goes through :func:`focal_power`.
+    goes through ``focal_power``.
 
     Args:
         ce: the cross-entropy ``-log p`` (or BCE), any array type.
         one_minus_p: ``1 - p`` for the same ``p``, computed without cancellation.
         spec: the loss; only ``epsilons`` and ``gamma`` are used here (weights
             and smoothing are applied by the caller).
-        ops: the adapter's :class:`ArrayOps`.
+        ops: the adapter's ``ArrayOps``.
         epsilon: optional replacement for ``eps_1`` that may be an array (a traced
             JAX value, for ``vmap`` over epsilons or a schedule under ``jit``); the
             spec's other epsilons still apply.
@@ -252,7 +252,7 @@ def loss_from_ce(ce: Any, one_minus_p: Any, spec: PolySpec, ops: ArrayOps, *, ep
 
 
 def _horner_any(x: Any, coefficients: Sequence[Any]) -> Any:
-    """:func:`horner` for coefficients that may be arrays (no ``float()`` on them)."""
+    """``horner`` for coefficients that may be arrays (no ``float()`` on them)."""
     acc: Any = coefficients[-1]
     for c in reversed(coefficients[:-1]):
         acc = acc * x + c
@@ -282,7 +282,7 @@ def poly1_class_sum(neg_log_p_sum: Any, spec: PolySpec, num_classes: int, *, eps
     Because the probabilities sum to 1, ``sum_c eps (1 - p_c) = eps (C - 1)``: the
     smoothed Poly-1 needs the sum of the log-probabilities and nothing per class.
     Only for ``gamma = 0`` and one epsilon (``epsilon`` may replace it, as in
-    :func:`loss_from_ce`).
+    ``loss_from_ce``).
 
     Examples:
         >>> poly1_class_sum(3.0, PolySpec.poly1(2.0), 4)

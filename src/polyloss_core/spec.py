@@ -1,4 +1,4 @@
-"""The framework-agnostic description of a PolyLoss: :class:`PolySpec`.
+"""The framework-agnostic description of a PolyLoss: ``PolySpec``.
 
 A PolyLoss is written as a power series in ``x = 1 - p`` (``p`` the predicted
 probability of the target class):
@@ -207,7 +207,7 @@ class PolySpec:
         return self.gamma == 0.0 and not any(self.epsilons)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe ``dict`` that :meth:`from_dict` turns back into an equal spec."""
+        """A JSON-safe ``dict`` that ``from_dict`` turns back into an equal spec."""
         alpha: Any = list(self.alpha) if isinstance(self.alpha, tuple) else self.alpha
         return {
             "epsilons": list(self.epsilons),
@@ -219,7 +219,7 @@ class PolySpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PolySpec:
-        """Rebuild a spec from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
+        """Rebuild a spec from ``to_dict`` output; unknown keys raise ``ValueError``."""
         if not isinstance(data, Mapping):
             raise TypeError(f"data must be a mapping, got {type(data).__name__}")
         known = {"epsilons", "gamma", "alpha", "label_smoothing", "allow_increasing"}
