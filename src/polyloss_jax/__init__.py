@@ -22,7 +22,7 @@ Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 
 from polyloss_core import PolySpec
 
-from ._losses import (
+from .functional import (
     poly1_cross_entropy,
     poly1_cross_entropy_with_integer_labels,
     poly1_sigmoid_focal_loss,
