@@ -159,16 +159,6 @@ def _check_target_values(raw: Any) -> None:
             raise target_range_error(outside.min(), outside.max(), name="labels")
 
 
-def static(name: str, value: Any) -> Any:
-    """``value`` unless it is a tracer: options other than ``epsilon`` configure the compiled function."""
-    if isinstance(value, jax.core.Tracer):
-        raise TypeError(
-            f"{name} must be a concrete Python number: it configures the loss and is validated once, "
-            f"so it cannot be a traced value; got {value!r}. Close over it or mark it static."
-        )
-    return np.asarray(value) if isinstance(value, jax.Array) else value
-
-
 def epsilon(value: Any) -> float | jax.Array:
     """A concrete ``epsilon`` checked by core (a Python float); a traced one as a 0-d array, unchecked."""
     if not isinstance(value, jax.core.Tracer):

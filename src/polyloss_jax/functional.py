@@ -302,8 +302,8 @@ def poly1_sigmoid_focal_loss(
         Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
     eps = _validate.epsilon(epsilon)
-    gamma = check_gamma(_validate.static("gamma", gamma))
-    alpha = check_sigmoid_alpha(_validate.static("alpha", alpha))
+    gamma = check_gamma(gamma)
+    alpha = check_sigmoid_alpha(alpha)
     traced = not isinstance(eps, float)
     spec = _focal_spec(1.0 if traced else eps, gamma, alpha)
     return _loss(logits, labels, spec, eps if traced else None, "sigmoid", -1, None)
