@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -199,6 +199,7 @@ def sigmoid(
     z: jax.Array, y: jax.Array, spec: PolySpec, axes: tuple[int, ...], mask: Any, epsilon: Any, one_hot: bool
 ) -> jax.Array:
     """Per-element loss (SPEC section 3); ``one_hot``: ``y`` are class indices, one-hot along ``axes``."""
+    valid: jax.Array | None
     if one_hot:
         t, valid = _one_hot(y.astype(jnp.int32) if jnp.iinfo(y.dtype).bits < 32 else y, z, axes)
     else:
@@ -208,7 +209,7 @@ def sigmoid(
     bce = -(t * jax.nn.log_sigmoid(z) + (1.0 - t) * jax.nn.log_sigmoid(-z))
     # 1 - p_t = t (1 - p) + (1 - t) p: both terms non-negative, no cancellation.
     loss = loss_from_ce(bce, t * jax.nn.sigmoid(-z) + (1.0 - t) * jax.nn.sigmoid(z), spec, OPS, epsilon=epsilon)
-    alpha_t = sigmoid_alpha_t(t, spec.alpha)  # check_family allows only a number here
+    alpha_t = sigmoid_alpha_t(t, cast(float | None, spec.alpha))  # check_family allows only a number here
     loss = jnp.broadcast_to(loss if alpha_t is None else loss * alpha_t, z.shape)
     if valid is not None:
         loss = jnp.where(valid, loss, jnp.full((), jnp.nan, loss.dtype))

@@ -301,29 +301,21 @@ def poly1_sigmoid_focal_loss(
         Classification Loss Functions", ICLR 2022, https://arxiv.org/abs/2204.12511;
         Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    eps = _validate.epsilon(epsilon)
-    gamma = check_gamma(gamma)
-    alpha = check_sigmoid_alpha(alpha)
-    traced = not isinstance(eps, float)
-    spec = _focal_spec(1.0 if traced else eps, gamma, alpha)
-    return _loss(logits, labels, spec, eps if traced else None, "sigmoid", -1, None)
+    return _loss(logits, labels, *_poly1(epsilon, check_gamma(gamma), check_sigmoid_alpha(alpha)), "sigmoid", -1, None)
 
 
 # --------------------------------------------------------------------------- configuration to arrays
 @functools.lru_cache(maxsize=256)
-def _poly1_spec(epsilon: float) -> PolySpec:
-    return PolySpec.poly1(epsilon)  # specs validate themselves; the cache keeps eager calls cheap
+def _poly1_spec(epsilon: float, gamma: float, alpha: float | None) -> PolySpec:
+    return PolySpec.poly1_focal(epsilon, gamma, alpha)  # specs validate themselves; the cache keeps calls cheap
 
 
-@functools.lru_cache(maxsize=256)
-def _focal_spec(epsilon: float, gamma: float, alpha: float | None) -> PolySpec:
-    return PolySpec.poly1_focal(epsilon, gamma, alpha)
-
-
-def _poly1(epsilon: Any) -> tuple[PolySpec, jax.Array | None]:
+def _poly1(epsilon: Any, gamma: float = 0.0, alpha: float | None = None) -> tuple[PolySpec, jax.Array | None]:
     """A concrete epsilon goes into the (cached) spec; a traced one rides along as an array."""
     eps = _validate.epsilon(epsilon)
-    return (_poly1_spec(eps), None) if isinstance(eps, float) else (_poly1_spec(1.0), eps)
+    if isinstance(eps, float):
+        return _poly1_spec(eps, gamma, alpha), None
+    return _poly1_spec(1.0, gamma, alpha), eps
 
 
 def _loss(
