@@ -27,7 +27,7 @@ Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 from polyloss_core import PolySpec
 from polyloss_core import __version__ as __version__
 
-from ._losses import (
+from .functional import (
     poly1_cross_entropy,
     poly1_cross_entropy_with_integer_labels,
     poly1_sigmoid_focal_loss,

@@ -1,0 +1,66 @@
+"""The host-copy rule: label values are read only where that costs no device transfer (docs/jax.md)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from polyloss_jax import poly1_cross_entropy, poly1_cross_entropy_with_integer_labels, poly1_sigmoid_focal_loss
+
+LOGITS = jnp.asarray(np.random.default_rng(0).normal(size=(6, 5)), jnp.float32)
+LABELS = jnp.asarray([0, 1, 2, 3, 4, 0])
+PROBS = jax.nn.one_hot(LABELS, 5)
+CALLS = {
+    "integer": (poly1_cross_entropy_with_integer_labels, LABELS),
+    "probabilities": (poly1_cross_entropy, PROBS),
+    "sigmoid": (poly1_sigmoid_focal_loss, PROBS),
+}
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+def test_jitted_value_and_grad_makes_no_transfer(name: str) -> None:
+    loss, labels = CALLS[name]
+    step = jax.jit(jax.value_and_grad(lambda z, y, e: loss(z, y, epsilon=e).mean(), argnums=(0, 2)))
+    epsilon = jnp.float32(2.0)
+    with jax.transfer_guard("disallow"):
+        jax.block_until_ready(step(LOGITS, labels, epsilon))
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+def test_eager_calls_on_device_arrays_copy_nothing_to_the_host(name: str) -> None:
+    loss, labels = CALLS[name]
+    with jax.transfer_guard_device_to_host("disallow"):
+        jax.block_until_ready(loss(LOGITS, labels, epsilon=2.0))
+
+
+class _Accelerator:
+    platform = "gpu"
+
+
+def test_labels_on_an_accelerator_are_never_read_and_bad_ones_give_nan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eager calls read no accelerator array: an out-of-range label is NaN, as under jit (SPEC section 6)."""
+    bad_index, bad_target = LABELS.at[2].set(7), PROBS.at[1, 3].set(1.5)
+
+    def no_read(self: jax.Array, *args: object, **kwargs: object) -> np.ndarray:
+        raise AssertionError("labels were copied to the host")
+
+    array_type = type(bad_index)
+    monkeypatch.setattr(array_type, "devices", lambda self: {_Accelerator()})
+    monkeypatch.setattr(array_type, "__array__", no_read)
+    by_index = poly1_cross_entropy_with_integer_labels(LOGITS, bad_index)
+    by_target = poly1_sigmoid_focal_loss(LOGITS, bad_target)
+    monkeypatch.undo()
+    by_index, by_target = np.asarray(by_index), np.asarray(by_target)
+    assert np.isnan(by_index[2])
+    assert np.isfinite(np.delete(by_index, 2)).all()
+    assert np.isnan(by_target[1, 3])
+    assert np.isfinite(by_target).sum() == by_target.size - 1
+
+
+def test_host_and_cpu_labels_are_still_checked_eagerly() -> None:
+    """NumPy labels and JAX arrays on the CPU cost no transfer to read, so they keep the clear error."""
+    for labels in (np.asarray(LABELS.at[2].set(7)), LABELS.at[2].set(7)):
+        with pytest.raises(ValueError, match="class index 7"):
+            poly1_cross_entropy_with_integer_labels(LOGITS, labels)
