@@ -34,13 +34,15 @@ contender in its own fresh subprocess in a full run.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from cases import ALPHA, EPSILON, GAMMA, SMOOTHING, Shape, Variant, make_inputs, spec_for
-from harness import ensure_src_importable
+from harness import Settings, ensure_src_importable, reexec_if_needed, time_group
 from matrix import Contender, Group, Suite, cli
 
 ensure_src_importable()
@@ -157,12 +159,95 @@ class KerasSuite(Suite):
         return int(tf.config.experimental.get_memory_info("CPU:0")["peak"] - before)
 
 
+# --------------------------------------------------------------------------- focused rows (issue: soft targets, focal, small heads)
+FOCUS_SOFTMAX = {"classification": (4096, 1000), "segmentation": (8, 128, 128, 21), "many-small": (65536, 10)}
+FOCUS_SIGMOID = {"detection-4000": (8, 4000, 80), "many-small-sigmoid": (65536, 10)}
+SMALL_HEADS = ((32, 10), (256, 10))
+
+
+class EagerStep:
+    """One eager forward + backward (``tf.GradientTape``, no ``tf.function``): the per-call overhead."""
+
+    def __init__(self, loss: Any, logits: Any, labels: Any) -> None:
+        self.loss, self.logits, self.labels = loss, logits, labels
+
+    def __call__(self) -> None:
+        with tf.GradientTape() as tape:
+            tape.watch(self.logits)
+            value = self.loss(self.labels, self.logits)
+        tape.gradient(value, self.logits).numpy()
+
+
+def _peak(step: Callable[[], None]) -> int:
+    step()
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    step()
+    return int(tf.config.experimental.get_memory_info("CPU:0")["peak"] - before)
+
+
+def focus_groups(xla: bool) -> list[tuple[str, str, dict[str, Callable[[], None]]]]:
+    """``(shape, case, {"native": step, "ours": step})`` for the rows of the soft-target / focal / small-head work."""
+    rng = np.random.default_rng(0)
+    losses, out = keras.losses, []
+    for key, dims in FOCUS_SOFTMAX.items():
+        z = tf.constant(rng.normal(scale=2.0, size=dims).astype(np.float32))
+        index = rng.integers(0, dims[-1], size=dims[:-1])
+        soft = rng.dirichlet(np.ones(dims[-1]), size=dims[:-1]).astype(np.float32)
+        for case, labels in (("soft", soft), ("one-hot", np.eye(dims[-1], dtype=np.float32)[index])):
+            y = tf.constant(labels)
+            steps = {"native": Step(losses.CategoricalCrossentropy(from_logits=True), z, y, xla)}
+            steps["ours"] = Step(polyloss_tf.Poly1CategoricalCrossentropy(from_logits=True), z, y, xla)
+            out.append((f"{key} {dims}", f"Poly-1, {case} targets", steps))
+        y = tf.constant(index)
+        steps = {"native": Step(losses.SparseCategoricalCrossentropy(from_logits=True), z, y, xla)}
+        steps["ours"] = Step(polyloss_tf.Poly1SparseCategoricalCrossentropy(from_logits=True), z, y, xla)
+        out.append((f"{key} {dims}", "Poly-1, integer labels", steps))
+    focal = {"apply_class_balancing": True, "alpha": ALPHA, "gamma": GAMMA, "from_logits": True}
+    for key, dims in FOCUS_SIGMOID.items():
+        z = tf.constant(rng.normal(scale=2.0, size=dims).astype(np.float32))
+        t = tf.constant((rng.random(dims) < 0.01).astype(np.float32))
+        steps = {"native": Step(losses.BinaryFocalCrossentropy(**focal), z, t, xla)}
+        steps["ours"] = Step(polyloss_tf.Poly1BinaryFocalCrossentropy(epsilon=EPSILON, **focal), z, t, xla)
+        out.append((f"{key} {dims}", "sigmoid Poly-1 focal vs keras BinaryFocalCrossentropy", steps))
+    if not xla:
+        for dims in SMALL_HEADS:
+            z = tf.constant(rng.normal(size=dims).astype(np.float32))
+            y = tf.constant(rng.integers(0, dims[-1], size=dims[0]))
+            steps = {"native": EagerStep(losses.SparseCategoricalCrossentropy(from_logits=True), z, y)}
+            steps["ours"] = EagerStep(polyloss_tf.Poly1SparseCategoricalCrossentropy(from_logits=True), z, y)
+            out.append((f"small head {dims}", "Poly-1, integer labels, eager", steps))
+    return out
+
+
+def focus(xla: bool, budget_s: float) -> list[dict[str, Any]]:
+    """Time (and measure in-process peak memory of) the focused rows; ratios are ours / native."""
+    KerasSuite(xla).setup()
+    settings = Settings("focus", budget_s=budget_s, block_s=0.05, min_rounds=5, max_rounds=41, warmup=2)
+    rows = []
+    for shape, case, steps in focus_groups(xla):
+        timing = time_group(steps, "native", settings)
+        memory = {name: _peak(step) for name, step in steps.items()}
+        rows.append({
+            "shape": shape, "case": case, "xla": xla, "ratio": timing["ours"].ratio,
+            "iqr": (timing["ours"].ratio_q1, timing["ours"].ratio_q3), "ms": (timing["ours"].seconds * 1e3,
+            timing["native"].seconds * 1e3), "mem_ratio": memory["ours"] / max(memory["native"], 1),
+        })  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def run(quick: bool = False, dry: bool = False, xla: bool = False) -> list[dict[str, Any]]:
     """Benchmark rows (``quick``: a smoke run; ``dry``: tiny shapes, every loss once, no timing)."""
     return KerasSuite(xla).run(quick, dry)
 
 
 def main(argv: list[str]) -> int:
+    if "--focus" in argv:  # python benchmarks/bench_keras.py --focus [--xla] [BUDGET_S]
+        reexec_if_needed(__file__, argv)
+        numbers = [float(arg) for arg in argv if arg[0].isdigit()]
+        focus("--xla" in argv, numbers[0] if numbers else 6.0)
+        return 0
     if "--xla" in argv:
         argv = [arg for arg in argv if arg != "--xla"]
         os.environ[XLA_ENV] = "1"
