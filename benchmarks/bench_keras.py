@@ -220,12 +220,14 @@ def focus_groups(xla: bool) -> list[tuple[str, str, dict[str, Callable[[], None]
     return out
 
 
-def focus(xla: bool, budget_s: float) -> list[dict[str, Any]]:
+def focus(xla: bool, budget_s: float, only: str = "") -> list[dict[str, Any]]:
     """Time (and measure in-process peak memory of) the focused rows; ratios are ours / native."""
     KerasSuite(xla).setup()
     settings = Settings("focus", budget_s=budget_s, block_s=0.05, min_rounds=5, max_rounds=41, warmup=2)
     rows = []
     for shape, case, steps in focus_groups(xla):
+        if only not in f"{shape} {case}":
+            continue
         timing = time_group(steps, "native", settings)
         memory = {name: _peak(step) for name, step in steps.items()}
         rows.append({
@@ -243,10 +245,11 @@ def run(quick: bool = False, dry: bool = False, xla: bool = False) -> list[dict[
 
 
 def main(argv: list[str]) -> int:
-    if "--focus" in argv:  # python benchmarks/bench_keras.py --focus [--xla] [BUDGET_S]
+    if "--focus" in argv:  # python benchmarks/bench_keras.py --focus [--xla] [BUDGET_S] [TEXT]
         reexec_if_needed(__file__, argv)
         numbers = [float(arg) for arg in argv if arg[0].isdigit()]
-        focus("--xla" in argv, numbers[0] if numbers else 6.0)
+        text = [arg for arg in argv if not arg[0].isdigit() and not arg.startswith("--")]
+        focus("--xla" in argv, numbers[0] if numbers else 6.0, text[0] if text else "")
         return 0
     if "--xla" in argv:
         argv = [arg for arg in argv if arg != "--xla"]

@@ -72,8 +72,16 @@ def _log_p_and_x(y_pred: Any, from_logits: bool) -> tuple[Any, Any]:
 
 
 def all_rows_one_hot(q: Any) -> Any:
-    """Scalar bool tensor: every row of ``q`` (classes last) has a 1 and sums to 1 (one-hot, for ``q >= 0``)."""
-    return ops.all(ops.logical_and(ops.max(q, axis=-1) == 1.0, ops.sum(q, axis=-1) == 1.0))
+    """Scalar bool tensor: every row of ``q >= 0`` (classes last) is one-hot or all zero.
+
+    Exact for any non-negative rows: each row sum is at least the row maximum, so
+    ``sum(q) == sum_rows(max)`` with every maximum 0 or 1 leaves at most one
+    non-zero entry, a 1, per row. One row reduction and one flat sum. All-zero
+    rows may take the one-hot formula: from ``c = 0`` it gives their loss, 0.
+    """
+    top = ops.max(q, axis=-1)
+    binary = ops.all(ops.logical_or(top == 1.0, top == 0.0))
+    return ops.logical_and(binary, ops.sum(q) == ops.sum(top))
 
 
 def per_class_sum(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:
@@ -173,8 +181,8 @@ def softmax_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> 
         return per_class_sum(q, y_pred, spec, from_logits=from_logits)
     weights = _class_weights(spec, keras.backend.standardize_dtype(y_pred.dtype))
 
-    def hard(ce: Any, x: Any = None) -> Any:
-        loss = _scaled(loss_from_ce(ce, -ops.expm1(-ce) if x is None else x, spec, OPS), spec)
+    def hard(ce: Any) -> Any:
+        loss = _scaled(loss_from_ce(ce, -ops.expm1(-ce), spec, OPS), spec)
         return loss if weights is None else loss * ops.sum(q * weights, axis=-1)
 
     def general(rows: Any, z: Any) -> Any:
@@ -182,7 +190,7 @@ def softmax_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> 
 
     one_hot = all_rows_one_hot(q)
     if tensorflow and not xla:
-        return _tensorflow.dense_softmax_with_logits(q, y_pred, one_hot, hard, general)
+        return _tensorflow.any_member_dense(q, y_pred, one_hot, hard, general)
     known = host_values(one_hot)
     if known is not None:  # eager on a CPU: run one branch without tracing both
         if bool(known):
@@ -193,15 +201,13 @@ def softmax_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> 
 
 
 # --------------------------------------------------------------------------- sigmoid family
-def sigmoid(t: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool, checked: bool) -> Any:
+def sigmoid(t: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:
     """Per-element ``alpha_t (BCE (1 - p_t)^g + sum_j eps_j (1 - p_t)^(j+g))`` for targets ``t``.
 
     Probabilities are clipped to ``[eps, 1 - eps]`` as Keras' binary
     cross-entropy clips them, and ``1 - p_t`` comes from the clipped value too,
-    so a prediction outside ``[0, 1]`` cannot make the loss negative. Targets
-    not checked on the host give NaN where they leave ``[0, 1]``.
+    so a prediction outside ``[0, 1]`` cannot make the loss negative.
     """
-    raw = t
     t = smooth_binary_targets(t, spec)
     loss = ops.binary_crossentropy(t, y_pred, from_logits=from_logits)
     if not spec.is_cross_entropy:
@@ -215,9 +221,25 @@ def sigmoid(t: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool, checked: 
     alpha_t = sigmoid_alpha_t(t, None if spec.alpha is None else float(spec.alpha))  # type: ignore[arg-type]
     if alpha_t is not None:
         loss = alpha_t * loss
-    if not checked:
-        loss = ops.where(ops.logical_and(raw >= 0.0, raw <= 1.0), loss, NAN)
     return loss
+
+
+def nan_outside_unit_interval(t: Any, loss: Any, axis: int | None) -> Any:
+    """NaN where a target leaves ``[0, 1]``: per element, or per row of ``axis``.
+
+    Two flat reductions decide whether the batch has a bad target at all; only
+    then (an ``ops.cond``; on the torch backend, whose ``cond`` reads its
+    predicate on the host, always) are the rows marked.
+    """
+
+    def marked() -> Any:
+        if axis is None:
+            return ops.where(ops.logical_and(t >= 0.0, t <= 1.0), loss, NAN)
+        return ops.where(ops.logical_and(ops.min(t, axis=axis) >= 0.0, ops.max(t, axis=axis) <= 1.0), loss, NAN)
+
+    if keras.backend.backend() == "torch":
+        return marked()
+    return ops.cond(ops.logical_or(ops.min(t) < 0.0, ops.max(t) > 1.0), marked, lambda: loss)
 
 
 def sigmoid_index(y: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool, axis: int, checked: bool) -> Any:
@@ -226,5 +248,5 @@ def sigmoid_index(y: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool, axi
     valid = None if checked else ops.logical_and(y >= 0, y < num_classes)
     safe = ops.cast(y, "int32") if valid is None else ops.where(valid, ops.cast(y, "int32"), 0)
     t = ops.one_hot(safe, num_classes, axis=axis, dtype=keras.backend.standardize_dtype(y_pred.dtype))
-    loss = sigmoid(t, y_pred, spec, from_logits=from_logits, checked=True)
+    loss = sigmoid(t, y_pred, spec, from_logits=from_logits)
     return loss if valid is None else ops.where(ops.expand_dims(valid, axis), loss, NAN)

@@ -12,9 +12,11 @@ routes start from TensorFlow's fused ``SoftmaxCrossEntropyWithLogits`` (what
   In graph mode a ``tf.cond`` on ``one_hot`` uses ``c`` alone for one-hot
   batches (``p_t = exp(-c)``), so their gradient is Keras' own times a number
   per row; under XLA the elementwise form fuses, and no branch is taken.
-* :func:`dense_softmax_with_logits`, every other member, graph mode: one-hot
+* :func:`any_member_dense`, every other member, graph mode: one-hot
   batches scale the fused op's gradient by ``dl/dc``; other batches
   differentiate the per-class formula (only that branch pays for it).
+
+Both are :func:`dense_softmax` with their own branches.
 
 ``1 - p_t`` of a one-hot row is ``2 t / (1 + t)`` with ``t = tanh(c / 2)``: the
 same quantity as ``-expm1(-c)`` with no cancellation as ``p_t -> 1`` and about
@@ -58,79 +60,76 @@ def _fused(q: Any, z: Any) -> tuple[Any, Any, Any]:
     return flat_q, ce, softmax_minus_q
 
 
-def poly1_dense(q: Any, logits: Any, epsilon: float, one_hot: Any = None) -> Any:
-    """Per-row Poly-1 of target rows ``q`` (classes last); ``one_hot`` (a scalar bool tensor) enables the branch."""
+def dense_softmax(q: Any, logits: Any, one_hot: Any, hard: Callable, soft: Callable, soft_grad: Callable) -> Any:
+    """Per-row loss of target rows ``q`` (classes last) from ``logits``, with one custom gradient.
+
+    ``hard(c) -> (loss, dloss/dc)`` for one-hot batches (their gradient is the
+    fused op's, scaled per row); ``soft(q, c, softmax - q, z) -> (loss, aux)``
+    and ``soft_grad(upstream, z, q, softmax - q, aux) -> dz`` for any rows.
+    ``one_hot`` (a scalar bool tensor, or ``None`` for "soft always") picks the
+    branch with a ``tf.cond``. ``q`` gets no gradient, as in Keras' categorical
+    losses on logits.
+    """
 
     @tf.custom_gradient
     def loss_of(z: Any) -> Any:
         flat_q, ce, softmax_minus_q = _fused(q, z)
 
-        def soft() -> Any:
-            total = tf.reduce_sum(flat_q, -1)
-            overlap = tf.reduce_sum(flat_q * (softmax_minus_q + flat_q), -1)
-            return ce + epsilon * (total - overlap), total, overlap
+        def soft_branch() -> Any:
+            return soft(flat_q, ce, softmax_minus_q, z)
 
-        def hard() -> Any:
-            x = one_minus_exp_neg(ce)
-            return ce + epsilon * x, x, x
-
-        loss, a, b = soft() if one_hot is None else tf.cond(one_hot, hard, soft)
+        loss, aux = soft_branch() if one_hot is None else tf.cond(one_hot, lambda: hard(ce), soft_branch)
 
         def grad(upstream: Any) -> Any:
-            g = tf.reshape(upstream, [-1, 1])
+            def soft_branch_grad() -> Any:
+                return tf.reshape(soft_grad(upstream, z, flat_q, softmax_minus_q, aux), tf.shape(z))
 
-            def soft_grad() -> Any:
-                p = softmax_minus_q + flat_q
-                return g * (p * tf.reshape(a + epsilon * b, [-1, 1]) - flat_q * (1.0 + epsilon * p))
+            def hard_grad() -> Any:
+                return tf.reshape(
+                    tf.reshape(upstream * tf.reshape(aux, tf.shape(upstream)), [-1, 1]) * softmax_minus_q, tf.shape(z)
+                )
 
-            def hard_grad() -> Any:  # d(c + eps x)/dc = 1 + eps (1 - x)
-                return (g * tf.reshape(1.0 + epsilon * (1.0 - a), [-1, 1])) * softmax_minus_q
-
-            out = soft_grad() if one_hot is None else tf.cond(one_hot, hard_grad, soft_grad)
-            return tf.reshape(out, tf.shape(z))
+            return soft_branch_grad() if one_hot is None else tf.cond(one_hot, hard_grad, soft_branch_grad)
 
         return tf.reshape(loss, tf.shape(z)[:-1]), grad
 
     return loss_of(logits)
 
 
-def dense_softmax_with_logits(
-    q: Any, logits: Any, one_hot: Any, hard: Callable[[Any, Any], Any], general: Callable[[Any, Any], Any]
-) -> Any:
-    """Per-row loss of rows ``q``: ``hard(c, 1 - p_t)`` for one-hot batches, ``general(q, z)`` otherwise.
+def poly1_dense(q: Any, logits: Any, epsilon: float, one_hot: Any = None) -> Any:
+    """Poly-1 of any rows: ``c + eps (sum q - sum q p)``, gradient ``g (p (sum q + eps sum q p) - q (1 + eps p))``."""
 
-    Both callables are written with ``keras.ops``; this function only arranges
-    when each runs and how the gradient flows. ``q`` gets no gradient, as with
-    Keras' categorical losses on logits.
-    """
-
-    @tf.custom_gradient
-    def loss_of(z: Any) -> Any:
-        _, ce, softmax_minus_q = _fused(q, z)
-        ce = tf.reshape(ce, tf.shape(z)[:-1])
+    def hard(ce: Any) -> Any:  # d(c + eps x)/dc = 1 + eps (1 - x)
         x = one_minus_exp_neg(ce)
-        loss = tf.cond(one_hot, lambda: hard(ce, x), lambda: general(q, z))
+        return ce + epsilon * x, 1.0 + epsilon * (1.0 - x)
 
-        def grad(upstream: Any) -> Any:
-            def one_hot_grad() -> Any:
-                # dl/dc = dl/dc|x + dl/dx dx/dc with x = 1 - p_t and dx/dc = 1 - x: per row only.
-                with tf.GradientTape() as tape:
-                    tape.watch([ce, x])
-                    value = hard(ce, x)
-                d_ce, d_x = tape.gradient(
-                    value, [ce, x], output_gradients=upstream, unconnected_gradients=tf.UnconnectedGradients.ZERO
-                )
-                d_ce = tf.reshape(d_ce + d_x * (1.0 - x), [-1, 1])
-                return tf.reshape(d_ce * softmax_minus_q, tf.shape(z))
+    def soft(flat_q: Any, ce: Any, softmax_minus_q: Any, z: Any) -> Any:
+        total, overlap = tf.reduce_sum(flat_q, -1), tf.reduce_sum(flat_q * (softmax_minus_q + flat_q), -1)
+        return ce + epsilon * (total - overlap), total + epsilon * overlap
 
-            def soft_grad() -> Any:
-                with tf.GradientTape() as tape:
-                    tape.watch(z)
-                    value = general(q, z)
-                return tape.gradient(value, z, output_gradients=upstream)
+    def soft_grad(upstream: Any, z: Any, flat_q: Any, softmax_minus_q: Any, aux: Any) -> Any:
+        p = softmax_minus_q + flat_q
+        return tf.reshape(upstream, [-1, 1]) * (p * tf.reshape(aux, [-1, 1]) - flat_q * (1.0 + epsilon * p))
 
-            return tf.cond(one_hot, one_hot_grad, soft_grad)
+    return dense_softmax(q, logits, one_hot, hard, soft, soft_grad)
 
-        return loss, grad
 
-    return loss_of(logits)
+def any_member_dense(q: Any, logits: Any, one_hot: Any, hard: Callable, general: Callable) -> Any:
+    """Any member: ``hard(c)`` and ``general(q, z)`` written with ``keras.ops``, differentiated by a tape."""
+
+    def hard_and_slope(ce: Any) -> Any:
+        with tf.GradientTape() as tape:
+            tape.watch(ce)
+            loss = hard(ce)
+        return loss, tape.gradient(loss, ce)
+
+    def soft(flat_q: Any, ce: Any, softmax_minus_q: Any, z: Any) -> Any:
+        return general(q, z), tf.zeros_like(ce)
+
+    def soft_grad(upstream: Any, z: Any, flat_q: Any, softmax_minus_q: Any, aux: Any) -> Any:
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            loss = general(q, z)
+        return tape.gradient(loss, z, output_gradients=upstream)
+
+    return dense_softmax(q, logits, one_hot, hard_and_slope, soft, soft_grad)
