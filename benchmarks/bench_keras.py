@@ -250,7 +250,8 @@ def main(argv: list[str]) -> int:
         numbers = [float(arg) for arg in argv if arg[0].isdigit()]
         text = [arg for arg in argv if not arg[0].isdigit() and not arg.startswith("--")]
         focus("--xla" in argv, numbers[0] if numbers else 6.0, text[0] if text else "")
-        return 0
+        sys.stdout.flush()
+        os._exit(0)  # TensorFlow's thread pools can keep a finished process alive at exit
     if "--xla" in argv:
         argv = [arg for arg in argv if arg != "--xla"]
         os.environ[XLA_ENV] = "1"

@@ -141,16 +141,31 @@ def softmax_index(
 def poly1_dense(q: Any, y_pred: Any, epsilon: float, *, from_logits: bool) -> Any:
     """Poly-1 for target rows: ``CE(q) + eps (sum_c q_c - sum_c q_c p_c)`` (SPEC section 4), keras.ops form.
 
-    One more reduction over the softmax the cross-entropy already computes;
-    under XLA (JAX, TensorFlow ``jit_compile``, torch through Keras' JAX-free
-    path) the whole expression and its gradient fuse into the softmax loops.
+    One more reduction over the softmax the cross-entropy needs. From logits the
+    gradient is given (``keras.ops.custom_gradient``) in its elementwise form,
+    ``g (p_j (sum q + eps sum_c q_c p_c) - q_j (1 + eps p_j))``, so XLA fuses it
+    into one loop instead of differentiating ``log_softmax`` and ``exp`` apart.
     """
-    if from_logits:
-        log_p = ops.log_softmax(y_pred, axis=-1)
-        ce, p = -ops.sum(q * log_p, axis=-1), ops.exp(log_p)
-    else:  # Keras' own clipped cross-entropy (it keeps the logits behind a softmax on TensorFlow)
-        ce, p = ops.categorical_crossentropy(q, y_pred, axis=-1), _probabilities(y_pred)
-    return ce + epsilon * (ops.sum(q, axis=-1) - ops.sum(q * p, axis=-1)) if epsilon else ce
+    if not epsilon:
+        return ops.categorical_crossentropy(q, y_pred, from_logits=from_logits, axis=-1)
+    if not from_logits:  # Keras' own clipped cross-entropy (it keeps the logits behind a softmax on TensorFlow)
+        p = _probabilities(y_pred)
+        return ops.categorical_crossentropy(q, y_pred, axis=-1) + epsilon * ops.sum(q * (1.0 - p), axis=-1)
+
+    @ops.custom_gradient
+    def loss_of(z: Any) -> Any:
+        log_p = ops.log_softmax(z, axis=-1)
+        p = ops.exp(log_p)
+        total, overlap = ops.sum(q, axis=-1), ops.sum(q * p, axis=-1)
+
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            upstream = args[0] if upstream is None else upstream
+            scale = ops.expand_dims(upstream * (total + epsilon * overlap), -1)
+            return p * scale - ops.expand_dims(upstream, -1) * q * (1.0 + epsilon * p)
+
+        return -ops.sum(q * log_p, axis=-1) + epsilon * (total - overlap), grad
+
+    return loss_of(y_pred)
 
 
 def softmax_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:
