@@ -42,10 +42,12 @@ from typing import Any
 
 import numpy as np
 from cases import ALPHA, EPSILON, GAMMA, SMOOTHING, Shape, Variant, make_inputs, spec_for
-from harness import Settings, ensure_src_importable, reexec_if_needed, time_group
+from harness import Settings, ensure_src_importable, pin_to_one_cpu, reexec_if_needed, time_group
 from matrix import Contender, Group, Suite, cli
 
 ensure_src_importable()
+if "--keras-jax" in sys.argv:  # the focused soft-target rows on Keras' JAX backend (see focus_jax)
+    os.environ["KERAS_BACKEND"] = "jax"
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # ``--xla`` is passed on to the memory subprocesses through the environment.
@@ -239,12 +241,43 @@ def focus(xla: bool, budget_s: float, only: str = "") -> list[dict[str, Any]]:
     return rows
 
 
+def focus_jax(budget_s: float) -> None:
+    """Poly-1 with target rows on Keras' JAX backend: ``jax.jit`` of value and gradient, compiled temp memory."""
+    import jax
+
+    settings = Settings("focus", budget_s=budget_s, block_s=0.05, min_rounds=5, max_rounds=31, warmup=2)
+    rng = np.random.default_rng(0)
+    for dims in FOCUS_SOFTMAX.values():
+        z = jax.numpy.asarray(rng.normal(scale=2.0, size=dims).astype(np.float32))
+        index = rng.integers(0, dims[-1], size=dims[:-1])
+        soft = rng.dirichlet(np.ones(dims[-1]), size=dims[:-1]).astype(np.float32)
+        for case, labels in (("soft", soft), ("one-hot", np.eye(dims[-1], dtype=np.float32)[index])):
+            q, steps, temp = jax.numpy.asarray(labels), {}, {}
+            for name, loss in (
+                ("native", keras.losses.CategoricalCrossentropy(from_logits=True)),
+                ("ours", polyloss_tf.Poly1CategoricalCrossentropy(from_logits=True)),
+            ):
+                fn = jax.jit(jax.value_and_grad(lambda t, y, loss=loss: loss(y, t)))
+                temp[name] = fn.lower(z, q).compile().memory_analysis().temp_size_in_bytes
+                steps[name] = lambda fn=fn, q=q, z=z: fn(z, q)[1].block_until_ready()
+            ours = time_group(steps, "native", settings)["ours"]
+            row = {"shape": f"{dims}", "case": f"keras-jax Poly-1, {case} targets", "ratio": ours.ratio}
+            row.update(iqr=(ours.ratio_q1, ours.ratio_q3), mem_ratio=temp["ours"] / max(temp["native"], 1))
+            print(json.dumps(row), flush=True)
+
+
 def run(quick: bool = False, dry: bool = False, xla: bool = False) -> list[dict[str, Any]]:
     """Benchmark rows (``quick``: a smoke run; ``dry``: tiny shapes, every loss once, no timing)."""
     return KerasSuite(xla).run(quick, dry)
 
 
 def main(argv: list[str]) -> int:
+    if "--keras-jax" in argv:  # python benchmarks/bench_keras.py --keras-jax [BUDGET_S]; one CPU, as bench_jax
+        pin_to_one_cpu()
+        numbers = [float(arg) for arg in argv if arg[0].isdigit()]
+        focus_jax(numbers[0] if numbers else 6.0)
+        sys.stdout.flush()
+        os._exit(0)
     if "--focus" in argv:  # python benchmarks/bench_keras.py --focus [--xla] [BUDGET_S] [TEXT]
         reexec_if_needed(__file__, argv)
         numbers = [float(arg) for arg in argv if arg[0].isdigit()]
