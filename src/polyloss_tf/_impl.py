@@ -138,7 +138,7 @@ def softmax_index(
 
 
 # --------------------------------------------------------------------------- per-class target rows
-def poly1_dense(q: Any, y_pred: Any, epsilon: float, *, from_logits: bool) -> Any:
+def poly1_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:
     """Poly-1 for target rows: ``CE(q) + eps (sum_c q_c - sum_c q_c p_c)`` (SPEC section 4), keras.ops form.
 
     One more reduction over the softmax the cross-entropy needs. From logits the
@@ -146,11 +146,10 @@ def poly1_dense(q: Any, y_pred: Any, epsilon: float, *, from_logits: bool) -> An
     ``g (p_j (sum q + eps sum_c q_c p_c) - q_j (1 + eps p_j))``, so XLA fuses it
     into one loop instead of differentiating ``log_softmax`` and ``exp`` apart.
     """
-    if not epsilon:
-        return ops.categorical_crossentropy(q, y_pred, from_logits=from_logits, axis=-1)
+    epsilon = spec.epsilons[0]
     if not from_logits:  # Keras' own clipped cross-entropy (it keeps the logits behind a softmax on TensorFlow)
-        p = _probabilities(y_pred)
-        return ops.categorical_crossentropy(q, y_pred, axis=-1) + epsilon * ops.sum(q * (1.0 - p), axis=-1)
+        ce = ops.categorical_crossentropy(q, y_pred, axis=-1)
+        return loss_from_ce(ce, ops.sum(q * (1.0 - _probabilities(y_pred)), axis=-1), spec, OPS)
 
     @ops.custom_gradient
     def loss_of(z: Any) -> Any:
@@ -163,7 +162,7 @@ def poly1_dense(q: Any, y_pred: Any, epsilon: float, *, from_logits: bool) -> An
             scale = ops.expand_dims(upstream * (total + epsilon * overlap), -1)
             return p * scale - ops.expand_dims(upstream, -1) * q * (1.0 + epsilon * p)
 
-        return -ops.sum(q * log_p, axis=-1) + epsilon * (total - overlap), grad
+        return loss_from_ce(-ops.sum(q * log_p, axis=-1), total - overlap, spec, OPS), grad
 
     return loss_of(y_pred)
 
@@ -188,8 +187,8 @@ def softmax_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> 
     if eps is not None and spec.epsilons:
         if tensorflow:
             one_hot = None if xla or spec.label_smoothing else all_rows_one_hot(q)
-            return _scaled(_tensorflow.poly1_dense(q, y_pred, eps, one_hot), spec)
-        return _scaled(poly1_dense(q, y_pred, eps, from_logits=from_logits), spec)
+            return _scaled(_tensorflow.poly1_dense(q, y_pred, spec, one_hot), spec)
+        return _scaled(poly1_dense(q, y_pred, spec, from_logits=from_logits), spec)
     if eps is not None:  # plain cross-entropy: Keras' own
         return _scaled(ops.categorical_crossentropy(q, y_pred, from_logits=from_logits, axis=-1), spec)
     if spec.label_smoothing:

@@ -30,6 +30,11 @@ from typing import Any
 
 import tensorflow as tf
 
+from polyloss_core import PolySpec
+from polyloss_core.series import loss_from_ce
+
+from ._ops import OPS
+
 
 def compiling_with_xla() -> bool:
     """Whether the function being traced is compiled by XLA (``jit_compile=True``).
@@ -96,16 +101,18 @@ def dense_softmax(q: Any, logits: Any, one_hot: Any, hard: Callable, soft: Calla
     return loss_of(logits)
 
 
-def poly1_dense(q: Any, logits: Any, epsilon: float, one_hot: Any = None) -> Any:
+def poly1_dense(q: Any, logits: Any, spec: PolySpec, one_hot: Any = None) -> Any:
     """Poly-1 of any rows: ``c + eps (sum q - sum q p)``, gradient ``g (p (sum q + eps sum q p) - q (1 + eps p))``."""
+
+    epsilon = spec.epsilons[0]
 
     def hard(ce: Any) -> Any:  # d(c + eps x)/dc = 1 + eps (1 - x)
         x = one_minus_exp_neg(ce)
-        return ce + epsilon * x, 1.0 + epsilon * (1.0 - x)
+        return loss_from_ce(ce, x, spec, OPS), 1.0 + epsilon * (1.0 - x)
 
     def soft(flat_q: Any, ce: Any, softmax_minus_q: Any, z: Any) -> Any:
         total, overlap = tf.reduce_sum(flat_q, -1), tf.reduce_sum(flat_q * (softmax_minus_q + flat_q), -1)
-        return ce + epsilon * (total - overlap), total + epsilon * overlap
+        return loss_from_ce(ce, total - overlap, spec, OPS), total + epsilon * overlap
 
     def soft_grad(upstream: Any, z: Any, flat_q: Any, softmax_minus_q: Any, aux: Any) -> Any:
         p = softmax_minus_q + flat_q
