@@ -72,16 +72,15 @@ def _log_p_and_x(y_pred: Any, from_logits: bool) -> tuple[Any, Any]:
 
 
 def all_rows_one_hot(q: Any) -> Any:
-    """Scalar bool tensor: every row of ``q >= 0`` (classes last) is one-hot or all zero.
+    """Scalar bool tensor: every row of ``q >= 0`` (classes last) is one-hot.
 
-    Exact for any non-negative rows: each row sum is at least the row maximum, so
-    ``sum(q) == sum_rows(max)`` with every maximum 0 or 1 leaves at most one
-    non-zero entry, a 1, per row. One row reduction and one flat sum. All-zero
-    rows may take the one-hot formula: from ``c = 0`` it gives their loss, 0.
+    Exact for any non-negative rows: a row's sum is at least its maximum, so
+    every maximum 1 and ``sum(q) == sum(maxima)`` leave exactly one non-zero
+    entry, a 1, per row. One row reduction and one flat sum. (An all-zero row
+    is not one-hot: the fused op's gradient of its constant 0 loss is ``p``.)
     """
     top = ops.max(q, axis=-1)
-    binary = ops.all(ops.logical_or(top == 1.0, top == 0.0))
-    return ops.logical_and(binary, ops.sum(q) == ops.sum(top))
+    return ops.logical_and(ops.all(top == 1.0), ops.sum(q) == ops.sum(top))
 
 
 def per_class_sum(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:

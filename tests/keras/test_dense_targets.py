@@ -37,6 +37,8 @@ def _rows(kind: str) -> np.ndarray:
         q[5, 2], q[5, 4] = 1.0 - 1e-3, 1e-3
     elif kind == "all-soft":
         q = soft_labels((N, C), 6)
+    elif kind == "one-hot-and-zero-rows":
+        q[[1, 4]] = 0.0
     elif kind == "not-normalized":  # rows of squares summing to 1, and a multi-hot row next to a zero row
         q[2] = 0.0
         q[2, 1], q[2, 3] = 0.6, 0.8
@@ -47,7 +49,7 @@ def _rows(kind: str) -> np.ndarray:
     return q
 
 
-KINDS = ["one-hot", "one-soft-row", "nearly-one-hot-row", "all-soft", "not-normalized"]
+KINDS = ["one-hot", "one-soft-row", "nearly-one-hot-row", "all-soft", "not-normalized", "one-hot-and-zero-rows"]
 SPECS = {
     "poly1": (
         lambda: pl.Poly1CategoricalCrossentropy(epsilon=2.0, from_logits=True, reduction=None),
@@ -126,8 +128,8 @@ def test_class_axis_1_with_extra_dimensions(tracer: str) -> None:
         np.testing.assert_allclose(grad, want, rtol=1e-4, atol=1e-6)
 
 
-def test_a_zero_row_takes_the_general_branch() -> None:
-    """An all-zero row (padding) costs nothing in the loss; the batch is not one-hot."""
+def test_a_zero_row_costs_nothing_next_to_one_hot_rows() -> None:
+    """An all-zero row (padding) has loss 0; the batch takes the general branch (gradient 0 there too)."""
     z, q = logits((N, C), 14), one_hot(np.arange(N) % C, C)
     q[2] = 0.0
     value = to_np(pl.Poly1CategoricalCrossentropy(epsilon=1.0, from_logits=True, reduction=None)(q, z))
@@ -143,9 +145,11 @@ def test_a_zero_row_takes_the_general_branch() -> None:
         ("nearly-one-hot-row", False),
         ("all-soft", False),
         ("not-normalized", False),
+        ("one-hot-and-zero-rows", False),
     ],
 )
 def test_one_hot_decision(kind: str, expected: bool) -> None:
+    """Only batches of one-hot rows take the cross-entropy-only branch."""
     assert bool(to_np(_impl.all_rows_one_hot(ops.convert_to_tensor(_rows(kind))))) is expected
 
 
