@@ -34,16 +34,20 @@ contender in its own fresh subprocess in a full run.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from cases import ALPHA, EPSILON, GAMMA, SMOOTHING, Shape, Variant, make_inputs, spec_for
-from harness import ensure_src_importable
+from harness import Settings, ensure_src_importable, pin_to_one_cpu, reexec_if_needed, time_group
 from matrix import Contender, Group, Suite, cli
 
 ensure_src_importable()
+if "--keras-jax" in sys.argv:  # the focused soft-target rows on Keras' JAX backend (see focus_jax)
+    os.environ["KERAS_BACKEND"] = "jax"
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # ``--xla`` is passed on to the memory subprocesses through the environment.
@@ -157,12 +161,130 @@ class KerasSuite(Suite):
         return int(tf.config.experimental.get_memory_info("CPU:0")["peak"] - before)
 
 
+# --------------------------------------------------------------------------- focused rows (issue: soft targets, focal, small heads)
+FOCUS_SOFTMAX = {"classification": (4096, 1000), "segmentation": (8, 128, 128, 21), "many-small": (65536, 10)}
+FOCUS_SIGMOID = {"detection-4000": (8, 4000, 80), "many-small-sigmoid": (65536, 10)}
+SMALL_HEADS = ((32, 10), (256, 10))
+
+
+class EagerStep:
+    """One eager forward + backward (``tf.GradientTape``, no ``tf.function``): the per-call overhead."""
+
+    def __init__(self, loss: Any, logits: Any, labels: Any) -> None:
+        self.loss, self.logits, self.labels = loss, logits, labels
+
+    def __call__(self) -> None:
+        with tf.GradientTape() as tape:
+            tape.watch(self.logits)
+            value = self.loss(self.labels, self.logits)
+        tape.gradient(value, self.logits).numpy()
+
+
+def _peak(step: Callable[[], None]) -> int:
+    step()
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    step()
+    return int(tf.config.experimental.get_memory_info("CPU:0")["peak"] - before)
+
+
+def focus_groups(xla: bool) -> list[tuple[str, str, dict[str, Callable[[], None]]]]:
+    """``(shape, case, {"native": step, "ours": step})`` for the rows of the soft-target / focal / small-head work."""
+    rng = np.random.default_rng(0)
+    losses, out = keras.losses, []
+    for key, dims in FOCUS_SOFTMAX.items():
+        z = tf.constant(rng.normal(scale=2.0, size=dims).astype(np.float32))
+        index = rng.integers(0, dims[-1], size=dims[:-1])
+        soft = rng.dirichlet(np.ones(dims[-1]), size=dims[:-1]).astype(np.float32)
+        for case, labels in (("soft", soft), ("one-hot", np.eye(dims[-1], dtype=np.float32)[index])):
+            y = tf.constant(labels)
+            steps = {"native": Step(losses.CategoricalCrossentropy(from_logits=True), z, y, xla)}
+            steps["ours"] = Step(polyloss_tf.Poly1CategoricalCrossentropy(from_logits=True), z, y, xla)
+            out.append((f"{key} {dims}", f"Poly-1, {case} targets", steps))
+        y = tf.constant(index)
+        steps = {"native": Step(losses.SparseCategoricalCrossentropy(from_logits=True), z, y, xla)}
+        steps["ours"] = Step(polyloss_tf.Poly1SparseCategoricalCrossentropy(from_logits=True), z, y, xla)
+        out.append((f"{key} {dims}", "Poly-1, integer labels", steps))
+    focal = {"apply_class_balancing": True, "alpha": ALPHA, "gamma": GAMMA, "from_logits": True}
+    for key, dims in FOCUS_SIGMOID.items():
+        z = tf.constant(rng.normal(scale=2.0, size=dims).astype(np.float32))
+        t = tf.constant((rng.random(dims) < 0.01).astype(np.float32))
+        steps = {"native": Step(losses.BinaryFocalCrossentropy(**focal), z, t, xla)}
+        steps["ours"] = Step(polyloss_tf.Poly1BinaryFocalCrossentropy(epsilon=EPSILON, **focal), z, t, xla)
+        out.append((f"{key} {dims}", "sigmoid Poly-1 focal vs keras BinaryFocalCrossentropy", steps))
+    if not xla:
+        for dims in SMALL_HEADS:
+            z = tf.constant(rng.normal(size=dims).astype(np.float32))
+            y = tf.constant(rng.integers(0, dims[-1], size=dims[0]))
+            steps = {"native": EagerStep(losses.SparseCategoricalCrossentropy(from_logits=True), z, y)}
+            steps["ours"] = EagerStep(polyloss_tf.Poly1SparseCategoricalCrossentropy(from_logits=True), z, y)
+            out.append((f"small head {dims}", "Poly-1, integer labels, eager", steps))
+    return out
+
+
+def focus(xla: bool, budget_s: float, only: str = "") -> list[dict[str, Any]]:
+    """Time (and measure in-process peak memory of) the focused rows; ratios are ours / native."""
+    KerasSuite(xla).setup()
+    settings = Settings("focus", budget_s=budget_s, block_s=0.05, min_rounds=5, max_rounds=41, warmup=2)
+    rows = []
+    for shape, case, steps in focus_groups(xla):
+        if only not in f"{shape} {case}":
+            continue
+        timing = time_group(steps, "native", settings)
+        memory = {name: _peak(step) for name, step in steps.items()}
+        rows.append({
+            "shape": shape, "case": case, "xla": xla, "ratio": timing["ours"].ratio,
+            "iqr": (timing["ours"].ratio_q1, timing["ours"].ratio_q3), "ms": (timing["ours"].seconds * 1e3,
+            timing["native"].seconds * 1e3), "mem_ratio": memory["ours"] / max(memory["native"], 1),
+        })  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def focus_jax(budget_s: float) -> None:
+    """Poly-1 with target rows on Keras' JAX backend: ``jax.jit`` of value and gradient, compiled temp memory."""
+    import jax
+
+    settings = Settings("focus", budget_s=budget_s, block_s=0.05, min_rounds=5, max_rounds=31, warmup=2)
+    rng = np.random.default_rng(0)
+    for dims in FOCUS_SOFTMAX.values():
+        z = jax.numpy.asarray(rng.normal(scale=2.0, size=dims).astype(np.float32))
+        index = rng.integers(0, dims[-1], size=dims[:-1])
+        soft = rng.dirichlet(np.ones(dims[-1]), size=dims[:-1]).astype(np.float32)
+        for case, labels in (("soft", soft), ("one-hot", np.eye(dims[-1], dtype=np.float32)[index])):
+            q, steps, temp = jax.numpy.asarray(labels), {}, {}
+            for name, loss in (
+                ("native", keras.losses.CategoricalCrossentropy(from_logits=True)),
+                ("ours", polyloss_tf.Poly1CategoricalCrossentropy(from_logits=True)),
+            ):
+                fn = jax.jit(jax.value_and_grad(lambda t, y, loss=loss: loss(y, t)))
+                temp[name] = fn.lower(z, q).compile().memory_analysis().temp_size_in_bytes
+                steps[name] = lambda fn=fn, q=q, z=z: fn(z, q)[1].block_until_ready()
+            ours = time_group(steps, "native", settings)["ours"]
+            row = {"shape": f"{dims}", "case": f"keras-jax Poly-1, {case} targets", "ratio": ours.ratio}
+            row.update(iqr=(ours.ratio_q1, ours.ratio_q3), mem_ratio=temp["ours"] / max(temp["native"], 1))
+            print(json.dumps(row), flush=True)
+
+
 def run(quick: bool = False, dry: bool = False, xla: bool = False) -> list[dict[str, Any]]:
     """Benchmark rows (``quick``: a smoke run; ``dry``: tiny shapes, every loss once, no timing)."""
     return KerasSuite(xla).run(quick, dry)
 
 
 def main(argv: list[str]) -> int:
+    if "--keras-jax" in argv:  # python benchmarks/bench_keras.py --keras-jax [BUDGET_S]; one CPU, as bench_jax
+        pin_to_one_cpu()
+        numbers = [float(arg) for arg in argv if arg[0].isdigit()]
+        focus_jax(numbers[0] if numbers else 6.0)
+        sys.stdout.flush()
+        os._exit(0)
+    if "--focus" in argv:  # python benchmarks/bench_keras.py --focus [--xla] [BUDGET_S] [TEXT]
+        reexec_if_needed(__file__, argv)
+        numbers = [float(arg) for arg in argv if arg[0].isdigit()]
+        text = [arg for arg in argv if not arg[0].isdigit() and not arg.startswith("--")]
+        focus("--xla" in argv, numbers[0] if numbers else 6.0, text[0] if text else "")
+        sys.stdout.flush()
+        os._exit(0)  # TensorFlow's thread pools can keep a finished process alive at exit
     if "--xla" in argv:
         argv = [arg for arg in argv if arg != "--xla"]
         os.environ[XLA_ENV] = "1"

@@ -183,14 +183,18 @@ def check_sigmoid_alpha(value: Any, *, negative_disables: bool = False, name: st
 
 
 # --------------------------------------------------------------------------- messages
-def class_index_error(bad: Any, num_classes: int, ignore_index: int | None = None, name: str = "target") -> ValueError:
+def class_index_error(
+    bad: Any, num_classes: int, ignore_index: int | None = None, name: str = "target", ignore_name: str = "ignore_index"
+) -> ValueError:
     """The error for an integer label outside ``[0, num_classes)`` (and not ``ignore_index``).
+
+    ``ignore_name`` is the framework's name for the ignored label (Keras: ``ignore_class``).
 
     Examples:
         >>> str(class_index_error(7, 5, -100))
         'target contains class index 7, outside the valid range [0, 5) for an input with 5 classes (ignore_index=-100)'
     """
-    ignored = "" if ignore_index is None else f" (ignore_index={ignore_index})"
+    ignored = "" if ignore_index is None else f" ({ignore_name}={ignore_index})"
     return ValueError(
         f"{name} contains class index {int(bad)}, outside the valid range [0, {num_classes}) "
         f"for an input with {num_classes} classes{ignored}"

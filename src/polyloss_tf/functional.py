@@ -12,14 +12,23 @@ Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import keras
 from keras import ops
 
-from polyloss_core import PolySpec
+from polyloss_core import PolySpec, check_family
+from polyloss_core.checks import (
+    check_bool,
+    check_epsilon,
+    check_gamma,
+    check_int,
+    check_label_smoothing,
+    check_sigmoid_alpha,
+)
 
-from . import _kernels as k
+from . import _impl, _validate
 
 __all__ = [
     "poly1_binary_crossentropy",
@@ -29,6 +38,108 @@ __all__ = [
     "poly1_sparse_categorical_crossentropy",
     "poly_loss",
 ]
+
+
+# --------------------------------------------------------------------------- configuration
+@functools.lru_cache(maxsize=512)
+def _cached_spec(epsilon: float, gamma: float, alpha: Any, label_smoothing: float) -> PolySpec:
+    return PolySpec(epsilons=(epsilon,), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+
+
+def poly1_spec(epsilon: Any, *, gamma: Any = 0.0, alpha: Any = None, label_smoothing: Any = 0.0) -> PolySpec:
+    """The (cached) Poly-1 spec of a named loss; each argument checked by core under its Keras name."""
+    if alpha is not None and not isinstance(alpha, (int, float)):
+        alpha = tuple(alpha.tolist() if hasattr(alpha, "tolist") else alpha)
+    try:
+        return _cached_spec(check_epsilon(epsilon), check_gamma(gamma), alpha, check_label_smoothing(label_smoothing))
+    except TypeError:  # an unhashable alpha (nested lists): PolySpec names the field
+        return PolySpec(epsilons=(check_epsilon(epsilon),), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+
+
+def binary_focal_spec(
+    epsilon: Any, apply_class_balancing: Any, alpha: Any, gamma: Any, label_smoothing: Any
+) -> PolySpec:
+    """The spec of the binary focal loss; ``alpha`` (checked always, as Keras) applies with class balancing."""
+    alpha = check_sigmoid_alpha(alpha)
+    balancing = check_bool("apply_class_balancing", apply_class_balancing)
+    return poly1_spec(epsilon, gamma=gamma, alpha=alpha if balancing else None, label_smoothing=label_smoothing)
+
+
+def check_ignore_class(ignore_class: Any, family: str = "softmax") -> int | None:
+    if ignore_class is None:
+        return None
+    if family != "softmax":
+        raise ValueError(f"ignore_class applies to the softmax family only, got family={family!r}")
+    return check_int("ignore_class", ignore_class)
+
+
+def _named(
+    y_true: Any, y_pred: Any, spec: PolySpec, family: str, expect: str, from_logits: Any, axis: Any, ignore: Any
+) -> Any:
+    """The named functions' call of :func:`unreduced` (the sigmoid ones average over ``axis``, as Keras)."""
+    from_logits, axis, ignore_class = (
+        check_bool("from_logits", from_logits),
+        check_int("axis", axis),
+        check_ignore_class(ignore),
+    )
+    return unreduced(y_true, y_pred, spec, family, from_logits, axis, ignore_class, expect, mean=family == "sigmoid")
+
+
+# --------------------------------------------------------------------------- the shared body
+def unreduced(
+    y_true: Any,
+    y_pred: Any,
+    spec: PolySpec,
+    family: str,
+    from_logits: bool,
+    axis: int,
+    ignore_class: int | None = None,
+    expect: str | None = None,
+    mean: bool = False,
+) -> Any:
+    """Validated arguments and spec in, unreduced loss out: ``_validate`` the tensors, then ``_impl``.
+
+    Shared by every function here and every class of :mod:`polyloss_tf.losses`
+    (which validate their arguments once, in ``__init__``). Half precision is
+    computed and returned in float32 (Keras' mixed-precision convention).
+    """
+    y_pred, y_true = _validate.predictions(y_pred), _validate.labels(y_true)
+    ax = _validate.class_axis(axis, _validate.static_shape(y_pred))
+    num_classes = int(y_pred.shape[ax])
+    check_family(spec, family, num_classes)
+    kind, y = _validate.layout(y_true, y_pred, ax, expect)
+    if keras.backend.standardize_dtype(y_pred.dtype) in ("float16", "bfloat16"):
+        y_pred = ops.cast(y_pred, "float32")
+    dtype = keras.backend.standardize_dtype(y_pred.dtype)
+    keep = None
+    if family == "sigmoid":
+        if kind == "index":
+            checked = _validate.index_values_checked(y, num_classes, None)
+            loss = _impl.sigmoid_index(y, y_pred, spec, from_logits=from_logits, axis=ax, checked=checked)
+            return ops.mean(loss, axis=ax) if mean else loss
+        t = ops.cast(y, dtype)
+        loss = _impl.sigmoid(t, y_pred, spec, from_logits=from_logits)
+        loss = ops.mean(loss, axis=ax) if mean else loss
+        if _validate.target_values_checked(y):
+            return loss
+        return _impl.nan_outside_unit_interval(t, loss, ax if mean else None)
+    # Classes on the literal last axis: TensorFlow's softmax ops transpose any other axis with a
+    # computed permutation whose gradient XLA cannot compile inside a cond.
+    z = y_pred if ax == len(y_pred.shape) - 1 else ops.moveaxis(y_pred, ax, -1)
+    if kind == "index":
+        checked = _validate.index_values_checked(y, num_classes, ignore_class)
+        loss, keep = _impl.softmax_index(
+            y, z, spec, from_logits=from_logits, ignore_class=ignore_class, checked=checked
+        )
+    else:
+        _validate.warn_single_class(num_classes, y_pred)
+        q = ops.cast(y, dtype)
+        q = q if ax == len(y_pred.shape) - 1 else ops.moveaxis(q, ax, -1)
+        loss = _impl.softmax_dense(q, z, spec, from_logits=from_logits)
+    if keep is not None:
+        # How Keras' sparse loss marks ignore_class positions; Loss.__call__ leaves them out of the reduction.
+        _validate.set_keras_mask(loss, mask=keep)
+    return loss
 
 
 def poly_loss(
@@ -102,14 +213,9 @@ def poly_loss(
     """
     if not isinstance(spec, PolySpec):
         raise TypeError(f"spec must be a polyloss_core.PolySpec, got {type(spec).__name__}")
-    family = k.check_family_name(family)
-    from_logits = k.check_bool("from_logits", from_logits)
-    axis = k.check_axis(axis)
-    ignore_class = k.check_ignore_class(ignore_class)
-    if ignore_class is not None and family != "softmax":
-        raise ValueError(f"ignore_class applies to the softmax family only, got family={family!r}")
-    return k.unreduced(
-        y_true, y_pred, spec, family=family, from_logits=from_logits, axis=axis, ignore_class=ignore_class
+    family, from_logits = check_family(spec, family), check_bool("from_logits", from_logits)
+    return unreduced(
+        y_true, y_pred, spec, family, from_logits, check_int("axis", axis), check_ignore_class(ignore_class, family)
     )
 
 
@@ -154,16 +260,8 @@ def poly1_categorical_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
-    spec = k.poly1_spec(epsilon, label_smoothing=label_smoothing)
-    return k.unreduced(
-        y_true,
-        y_pred,
-        spec,
-        family="softmax",
-        from_logits=k.check_bool("from_logits", from_logits),
-        axis=k.check_axis(axis),
-        expect="dense",
-    )
+    spec = poly1_spec(epsilon, label_smoothing=label_smoothing)
+    return _named(y_true, y_pred, spec, "softmax", "dense", from_logits, axis, None)
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -210,17 +308,8 @@ def poly1_sparse_categorical_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
-    spec = k.poly1_spec(epsilon)
-    return k.unreduced(
-        y_true,
-        y_pred,
-        spec,
-        family="softmax",
-        from_logits=k.check_bool("from_logits", from_logits),
-        axis=k.check_axis(axis),
-        ignore_class=k.check_ignore_class(ignore_class),
-        expect="index",
-    )
+    spec = poly1_spec(epsilon)
+    return _named(y_true, y_pred, spec, "softmax", "index", from_logits, axis, ignore_class)
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -269,16 +358,8 @@ def poly1_categorical_focal_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., ICCV 2017.
     """
-    spec = k.poly1_spec(epsilon, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
-    return k.unreduced(
-        y_true,
-        y_pred,
-        spec,
-        family="softmax",
-        from_logits=k.check_bool("from_logits", from_logits),
-        axis=k.check_axis(axis),
-        expect="dense",
-    )
+    spec = poly1_spec(epsilon, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+    return _named(y_true, y_pred, spec, "softmax", "dense", from_logits, axis, None)
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -321,18 +402,8 @@ def poly1_binary_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
-    spec = k.poly1_spec(epsilon, label_smoothing=label_smoothing)
-    axis = k.check_axis(axis)
-    loss = k.unreduced(
-        y_true,
-        y_pred,
-        spec,
-        family="sigmoid",
-        from_logits=k.check_bool("from_logits", from_logits),
-        axis=axis,
-        expect="dense",
-    )
-    return ops.mean(loss, axis=axis)
+    spec = poly1_spec(epsilon, label_smoothing=label_smoothing)
+    return _named(y_true, y_pred, spec, "sigmoid", "dense", from_logits, axis, None)
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -385,15 +456,5 @@ def poly1_binary_focal_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., ICCV 2017.
     """
-    spec = k.binary_focal_spec(epsilon, apply_class_balancing, alpha, gamma, label_smoothing)
-    axis = k.check_axis(axis)
-    loss = k.unreduced(
-        y_true,
-        y_pred,
-        spec,
-        family="sigmoid",
-        from_logits=k.check_bool("from_logits", from_logits),
-        axis=axis,
-        expect="dense",
-    )
-    return ops.mean(loss, axis=axis)
+    spec = binary_focal_spec(epsilon, apply_class_balancing, alpha, gamma, label_smoothing)
+    return _named(y_true, y_pred, spec, "sigmoid", "dense", from_logits, axis, None)

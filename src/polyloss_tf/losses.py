@@ -14,15 +14,15 @@ Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import keras
-from keras import ops
 
 from polyloss_core import PolySpec, check_family
+from polyloss_core.checks import check_bool, check_int
 
-from . import _kernels as k
+from . import _validate
 from . import functional as F
 
 __all__ = [
@@ -35,59 +35,61 @@ __all__ = [
 ]
 
 
-def _match_rank(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
-    """Line up ranks the way Keras' loss wrappers do before calling the loss function.
-
-    When the ranks differ by one and the longer tensor ends in a size-1 axis,
-    a rank-1 partner gains that axis (``(N,)`` labels for ``(N, 1)``
-    predictions) and any other partner loses it.
-    """
-    true_rank, pred_rank = len(y_true.shape), len(y_pred.shape)
-    if pred_rank == true_rank + 1 and y_pred.shape[-1] == 1:
-        if true_rank == 1:
-            y_true = ops.expand_dims(y_true, -1)
-        else:
-            y_pred = ops.squeeze(y_pred, -1)
-    elif true_rank == pred_rank + 1 and y_true.shape[-1] == 1:
-        if pred_rank == 1:
-            y_pred = ops.expand_dims(y_pred, -1)
-        else:
-            y_true = ops.squeeze(y_true, -1)
-    return y_true, y_pred
+def _dtype_config(dtype: Any) -> Any:
+    """The ``dtype`` constructor argument in a form ``keras.dtype_policies.get`` accepts back."""
+    if dtype is None or isinstance(dtype, (str, dict)):  # a dict is a serialized DTypePolicy
+        return dtype
+    if isinstance(dtype, keras.dtype_policies.DTypePolicy):
+        return keras.dtype_policies.serialize(dtype)
+    return keras.backend.standardize_dtype(dtype)
 
 
-class _ConfiguredLoss(keras.losses.Loss):
-    """Validation of the common arguments, ``call`` and ``get_config``.
+class _SpecLoss(keras.losses.Loss):
+    """A validated spec and call options, held; ``call`` is Keras' rank matching plus the shared body.
 
-    Each subclass names, in ``_config_keys``, the constructor arguments it keeps
-    as attributes, and in ``_function`` the function of
-    :mod:`polyloss_tf.functional` it wraps (Keras' ``LossFunctionWrapper``
-    pattern): ``call`` passes that function the attributes as keyword arguments
-    of the same names, and ``get_config`` returns them next to Keras' own
-    ``name``, ``reduction`` and ``dtype``, so every constructor argument
-    round-trips.
+    Keras' ``LossFunctionWrapper`` pattern without re-validating on each call:
+    ``__init__`` checks every argument once and keeps the spec, ``call`` passes
+    both to :func:`polyloss_tf.functional.unreduced`, and ``get_config`` returns
+    the constructor arguments (``config``) next to Keras' own ``name``,
+    ``reduction`` and ``dtype``. ``Loss.__call__`` applies ``sample_weight``,
+    masks and the reduction.
     """
 
-    _config_keys: tuple[str, ...] = ()
-    _function: Callable[..., Any]
-
-    def __init__(self, *, reduction: Any, name: str | None, dtype: Any) -> None:
+    def __init__(self, spec: PolySpec, family: str, expect: str | None, arguments: dict[str, Any]) -> None:
+        config = {key: value for key, value in arguments.items() if key not in ("self", "__class__", "spec")}
+        reduction, name, dtype = config.pop("reduction"), config.pop("name"), config.pop("dtype")
         super().__init__(name=name, reduction=reduction, dtype=dtype)  # Keras checks `reduction`
-        self._dtype_arg = k.dtype_config(dtype)
+        config["from_logits"] = check_bool("from_logits", config["from_logits"])
+        config["axis"] = check_int("axis", config["axis"])
+        if "ignore_class" in config:
+            config["ignore_class"] = F.check_ignore_class(config["ignore_class"], family)
+        checked = {"epsilon": spec.epsilons[0] if spec.epsilons else 0.0, "gamma": spec.gamma}
+        checked["label_smoothing"] = spec.label_smoothing
+        config.update({key: value for key, value in checked.items() if key in config})  # JSON-safe floats
+        if "alpha" in config and isinstance(spec.alpha, tuple):
+            config["alpha"] = list(spec.alpha)
+        elif config.get("alpha") is not None:
+            config["alpha"] = float(config["alpha"])
+        if "apply_class_balancing" in config:
+            config["apply_class_balancing"] = bool(config["apply_class_balancing"])
+        self.__dict__.update(config)
+        self.spec = spec
+        self._config = {"dtype": _dtype_config(dtype), **config}
+        if "family" in config:  # PolyLoss
+            self._config["spec"] = spec.to_dict()
+        self._options = {"family": family, "expect": expect, "mean": family == "sigmoid"}
+        self._options.update({key: config.get(key) for key in ("from_logits", "axis", "ignore_class")})
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_true, y_pred = _match_rank(y_true, y_pred)
-        return self._function(y_true, y_pred, **{key: getattr(self, key) for key in self._config_keys})
+        y_true, y_pred = _validate.squeeze_or_expand_to_same_rank(y_true, y_pred)
+        return F.unreduced(y_true, y_pred, self.spec, **self._options)
 
     def get_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = super().get_config()
-        config["dtype"] = self._dtype_arg
-        config.update({key: getattr(self, key) for key in self._config_keys})
-        return config
+        return {**super().get_config(), **self._config}
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
-class Poly1CategoricalCrossentropy(_ConfiguredLoss):
+class Poly1CategoricalCrossentropy(_SpecLoss):
     """Poly-1 categorical cross-entropy: ``CE + epsilon * (1 - p_t)`` for one-hot or soft targets.
 
     For target rows ``q`` (smoothed to ``(1 - s) q + s / C``) each example's loss is
@@ -141,24 +143,12 @@ class Poly1CategoricalCrossentropy(_ConfiguredLoss):
         name: str = "poly1_categorical_crossentropy",
         dtype: Any = None,
     ) -> None:
-        spec = k.poly1_spec(epsilon, label_smoothing=label_smoothing)
-        super().__init__(reduction=reduction, name=name, dtype=dtype)
-        self.epsilon = spec.epsilons[0]
-        self.from_logits = k.check_bool("from_logits", from_logits)
-        self.label_smoothing = spec.label_smoothing
-        self.axis = k.check_axis(axis)
-
-    _function = staticmethod(F.poly1_categorical_crossentropy)
-    _config_keys = (
-        "epsilon",
-        "from_logits",
-        "label_smoothing",
-        "axis",
-    )
+        spec = F.poly1_spec(epsilon, label_smoothing=label_smoothing)
+        super().__init__(spec, "softmax", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
-class Poly1SparseCategoricalCrossentropy(_ConfiguredLoss):
+class Poly1SparseCategoricalCrossentropy(_SpecLoss):
     """Poly-1 sparse categorical cross-entropy: ``CE + epsilon * (1 - p_t)`` for integer labels.
 
     ``p_t = exp(-CE)`` comes from Keras' own fused sparse cross-entropy, so the
@@ -211,24 +201,12 @@ class Poly1SparseCategoricalCrossentropy(_ConfiguredLoss):
         name: str = "poly1_sparse_categorical_crossentropy",
         dtype: Any = None,
     ) -> None:
-        spec = k.poly1_spec(epsilon)
-        super().__init__(reduction=reduction, name=name, dtype=dtype)
-        self.epsilon = spec.epsilons[0]
-        self.from_logits = k.check_bool("from_logits", from_logits)
-        self.ignore_class = k.check_ignore_class(ignore_class)
-        self.axis = k.check_axis(axis)
-
-    _function = staticmethod(F.poly1_sparse_categorical_crossentropy)
-    _config_keys = (
-        "epsilon",
-        "from_logits",
-        "ignore_class",
-        "axis",
-    )
+        spec = F.poly1_spec(epsilon)
+        super().__init__(spec, "softmax", "index", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
-class Poly1BinaryCrossentropy(_ConfiguredLoss):
+class Poly1BinaryCrossentropy(_SpecLoss):
     """Poly-1 binary cross-entropy: ``BCE + epsilon * (1 - p_t)`` per element, averaged over ``axis``.
 
     ``p_t = t p + (1 - t)(1 - p)`` with the smoothed target ``t = (1 - s) y + s / 2``.
@@ -277,24 +255,12 @@ class Poly1BinaryCrossentropy(_ConfiguredLoss):
         name: str = "poly1_binary_crossentropy",
         dtype: Any = None,
     ) -> None:
-        spec = k.poly1_spec(epsilon, label_smoothing=label_smoothing)
-        super().__init__(reduction=reduction, name=name, dtype=dtype)
-        self.epsilon = spec.epsilons[0]
-        self.from_logits = k.check_bool("from_logits", from_logits)
-        self.label_smoothing = spec.label_smoothing
-        self.axis = k.check_axis(axis)
-
-    _function = staticmethod(F.poly1_binary_crossentropy)
-    _config_keys = (
-        "epsilon",
-        "from_logits",
-        "label_smoothing",
-        "axis",
-    )
+        spec = F.poly1_spec(epsilon, label_smoothing=label_smoothing)
+        super().__init__(spec, "sigmoid", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
-class Poly1CategoricalFocalCrossentropy(_ConfiguredLoss):
+class Poly1CategoricalFocalCrossentropy(_SpecLoss):
     """Poly-1 categorical focal loss: ``alpha (FL(p_t) + epsilon (1 - p_t)^(gamma + 1))``.
 
     For target rows ``q`` each example's loss is
@@ -351,28 +317,12 @@ class Poly1CategoricalFocalCrossentropy(_ConfiguredLoss):
         name: str = "poly1_categorical_focal_crossentropy",
         dtype: Any = None,
     ) -> None:
-        spec = k.poly1_spec(epsilon, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
-        super().__init__(reduction=reduction, name=name, dtype=dtype)
-        self.epsilon = spec.epsilons[0]
-        self.alpha = k.alpha_config(spec.alpha)
-        self.gamma = spec.gamma
-        self.from_logits = k.check_bool("from_logits", from_logits)
-        self.label_smoothing = spec.label_smoothing
-        self.axis = k.check_axis(axis)
-
-    _function = staticmethod(F.poly1_categorical_focal_crossentropy)
-    _config_keys = (
-        "epsilon",
-        "alpha",
-        "gamma",
-        "from_logits",
-        "label_smoothing",
-        "axis",
-    )
+        spec = F.poly1_spec(epsilon, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+        super().__init__(spec, "softmax", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
-class Poly1BinaryFocalCrossentropy(_ConfiguredLoss):
+class Poly1BinaryFocalCrossentropy(_SpecLoss):
     """Poly-1 binary focal loss, per element averaged over ``axis`` (the paper's detection loss).
 
     Per element ``alpha_t (BCE (1 - p_t)^gamma + epsilon (1 - p_t)^(gamma + 1))``,
@@ -429,30 +379,12 @@ class Poly1BinaryFocalCrossentropy(_ConfiguredLoss):
         name: str = "poly1_binary_focal_crossentropy",
         dtype: Any = None,
     ) -> None:
-        spec = k.binary_focal_spec(epsilon, apply_class_balancing, alpha, gamma, label_smoothing)
-        super().__init__(reduction=reduction, name=name, dtype=dtype)
-        self.epsilon = spec.epsilons[0]
-        self.apply_class_balancing = bool(apply_class_balancing)
-        self.alpha = float(alpha)
-        self.gamma = spec.gamma
-        self.from_logits = k.check_bool("from_logits", from_logits)
-        self.label_smoothing = spec.label_smoothing
-        self.axis = k.check_axis(axis)
-
-    _function = staticmethod(F.poly1_binary_focal_crossentropy)
-    _config_keys = (
-        "epsilon",
-        "apply_class_balancing",
-        "alpha",
-        "gamma",
-        "from_logits",
-        "label_smoothing",
-        "axis",
-    )
+        spec = F.binary_focal_spec(epsilon, apply_class_balancing, alpha, gamma, label_smoothing)
+        super().__init__(spec, "sigmoid", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
-class PolyLoss(_ConfiguredLoss):
+class PolyLoss(_SpecLoss):
     """Any member of the PolyLoss family as a Keras loss, described by a ``PolySpec``.
 
     ``l(p) = -(1 - p)^gamma log p + sum_j eps_j (1 - p)^(j + gamma)``, applied as
@@ -515,40 +447,5 @@ class PolyLoss(_ConfiguredLoss):
             raise TypeError(
                 f"spec must be a polyloss_core.PolySpec or its to_dict() mapping, got {type(spec).__name__}"
             )
-        family = k.check_family_name(family)
-        ignore_class = k.check_ignore_class(ignore_class)
-        if ignore_class is not None and family != "softmax":
-            raise ValueError(f"ignore_class applies to the softmax family only, got family={family!r}")
-        check_family(spec, family)
-        super().__init__(reduction=reduction, name=name, dtype=dtype)
-        self.spec = spec
-        self.family = family
-        self.from_logits = k.check_bool("from_logits", from_logits)
-        self.axis = k.check_axis(axis)
-        self.ignore_class = ignore_class
-
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        y_true, y_pred = _match_rank(y_true, y_pred)
-        loss = F.poly_loss(
-            y_true,
-            y_pred,
-            self.spec,
-            family=self.family,
-            from_logits=self.from_logits,
-            axis=self.axis,
-            ignore_class=self.ignore_class,
-        )
-        return ops.mean(loss, axis=self.axis) if self.family == "sigmoid" else loss
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config.update(
-            {
-                "spec": self.spec.to_dict(),
-                "family": self.family,
-                "from_logits": self.from_logits,
-                "axis": self.axis,
-                "ignore_class": self.ignore_class,
-            }
-        )
-        return config
+        family = check_family(spec, family)
+        super().__init__(spec, family, None, locals())

@@ -92,58 +92,6 @@ def test_fit_with_mixed_bfloat16_policy(labels: str) -> None:
     assert history[-1] < 0.5 * history[0]
 
 
-EXTREME_LOSSES = {
-    "sparse": (
-        lambda: pl.Poly1SparseCategoricalCrossentropy(from_logits=True, reduction=None),
-        PolySpec.poly1(1.0),
-        "index",
-    ),
-    "categorical": (
-        lambda: pl.Poly1CategoricalCrossentropy(from_logits=True, reduction=None),
-        PolySpec.poly1(1.0),
-        "one-hot",
-    ),
-    "categorical-focal": (
-        lambda: pl.Poly1CategoricalFocalCrossentropy(gamma=0.5, from_logits=True, reduction=None),
-        PolySpec(epsilons=(1.0,), gamma=0.5, alpha=0.25),
-        "one-hot",
-    ),
-    "binary-focal": (
-        lambda: pl.Poly1BinaryFocalCrossentropy(gamma=0.5, from_logits=True, reduction=None),
-        PolySpec.poly1_focal(1.0, 0.5),
-        "binary",
-    ),
-}
-
-
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("name", list(EXTREME_LOSSES))
-def test_extreme_logits_give_finite_loss_and_gradient(name: str, dtype: str) -> None:
-    make_loss, spec, labels = EXTREME_LOSSES[name]
-    big = 1e4
-    z = np.array([[big, 0.0, -big], [-big, big, 0.0], [0.0, 0.0, 0.0], [-big, -big, big]])
-    index = np.array([0, 0, 2, 2])
-    y = index if labels == "index" else np.eye(3, dtype=np.float32)[index]
-    loss = make_loss()
-    native = ops.convert_to_tensor(z, dtype=dtype)
-    # A loss object computes in its own dtype (float32 by default), as every Keras loss does.
-    values = to_np(loss(y, native))
-    grads = to_np(gradient(lambda t: ops.sum(loss(y, t)), native))
-    assert np.all(np.isfinite(values)), values
-    assert np.all(np.isfinite(grads)), grads
-    exact = to_np(native)  # the logits as the dtype holds them (bfloat16 rounds 1e4 to 9984)
-    if labels == "binary":
-        want = reference.sigmoid_poly_loss(exact, y, spec).mean(axis=-1)
-        want_grad = reference.sigmoid_poly_loss_grad(exact, y, spec) / 3.0
-    else:
-        want = reference.softmax_poly_loss(exact, index, spec)
-        want_grad = reference.softmax_poly_loss_grad(exact, index, spec)
-    np.testing.assert_allclose(values, want, rtol=RTOL, atol=1e-2)
-    np.testing.assert_allclose(
-        grads, want_grad, rtol=1e-2 if dtype == "bfloat16" else 1e-4, atol=1e-2 if dtype == "bfloat16" else ATOL
-    )
-
-
 # --------------------------------------------------------------------------- traced execution
 def _tracers() -> dict:
     if BACKEND == "tensorflow":
@@ -205,7 +153,7 @@ if TRACERS:
             got[good], reference.softmax_poly_loss(z[good], labels[good], spec), rtol=RTOL, atol=ATOL
         )
         bad = np.array([1, 255, 0, C, 3])
-        if _raises_in_graph(tracer, "softmax") and not smoothing:
+        if _raises_in_graph(tracer, "softmax"):
             import tensorflow as tf
 
             with pytest.raises(tf.errors.InvalidArgumentError, match=r"outside the valid range"):

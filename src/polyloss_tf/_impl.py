@@ -1,0 +1,265 @@
+"""The maths of the Keras adapter on validated tensors and a validated spec, written with ``keras.ops``.
+
+Three computations, each with the class axis last: class indices
+(:func:`softmax_index`), per-class target rows (:func:`softmax_dense`) and
+independent binary decisions (:func:`sigmoid`). Every decision that does not
+depend on Keras (the polynomial, the fractional-gamma rule, smoothing, alpha)
+is :mod:`polyloss_core.series`'; this module supplies Keras' fused
+cross-entropies and the bookkeeping around them. On the TensorFlow backend
+logits with target rows take :mod:`polyloss_tf._tensorflow` (custom gradients).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from polyloss_core import PolySpec
+from polyloss_core.series import (
+    alpha_parts,
+    loss_from_ce,
+    poly1_class_sum,
+    sigmoid_alpha_t,
+    smooth_binary_targets,
+    smooth_targets,
+    smoothing_weights,
+)
+
+from ._ops import OPS
+from ._validate import host_values
+
+NAN = float("nan")
+
+
+def _is_tensorflow() -> bool:
+    return keras.backend.backend() == "tensorflow"
+
+
+def _poly1_epsilon(spec: PolySpec) -> float | None:
+    """``eps`` when ``spec`` is cross-entropy or Poly-1 without focal exponent or per-class weights."""
+    if spec.gamma != 0 or len(spec.epsilons) > 1 or alpha_parts(spec)[1] is not None:
+        return None
+    return spec.epsilons[0] if spec.epsilons else 0.0
+
+
+def _class_weights(spec: PolySpec, dtype: str) -> Any:
+    """The ``(C,)`` per-class weights of ``spec.alpha`` as a tensor, or ``None``."""
+    per_class = alpha_parts(spec)[1]
+    return None if per_class is None else ops.convert_to_tensor(np.asarray(per_class), dtype=dtype)
+
+
+def _scaled(loss: Any, spec: PolySpec) -> Any:
+    scalar = alpha_parts(spec)[0]
+    return loss if scalar == 1.0 else loss * scalar
+
+
+def _probabilities(y_pred: Any) -> Any:
+    """Keras' treatment of probability inputs: renormalise over the classes, clip to ``[eps, 1 - eps]``."""
+    eps = keras.backend.epsilon()
+    return ops.clip(y_pred / ops.sum(y_pred, axis=-1, keepdims=True), eps, 1.0 - eps)
+
+
+def _log_p_and_x(y_pred: Any, from_logits: bool) -> tuple[Any, Any]:
+    """``(log p, 1 - p)`` per class, with ``1 - p = -expm1(log p)`` for logits (no cancellation)."""
+    if from_logits:
+        log_p = ops.log_softmax(y_pred, axis=-1)
+        return log_p, -ops.expm1(log_p)
+    p = _probabilities(y_pred)
+    return ops.log(p), 1.0 - p
+
+
+def all_rows_one_hot(q: Any) -> Any:
+    """Scalar bool tensor: every row of ``q >= 0`` (classes last) is one-hot.
+
+    Exact for any non-negative rows: a row's sum is at least its maximum, so
+    every maximum 1 and ``sum(q) == sum(maxima)`` leave exactly one non-zero
+    entry, a 1, per row. One row reduction and one flat sum. (An all-zero row
+    is not one-hot: the fused op's gradient of its constant 0 loss is ``p``.)
+    """
+    top = ops.max(q, axis=-1)
+    return ops.logical_and(ops.all(top == 1.0), ops.sum(q) == ops.sum(top))
+
+
+def per_class_sum(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:
+    """``sum_c w_c q_c l(p_c)`` over the last axis for any rows ``q`` (already smoothed)."""
+    weights = _class_weights(spec, keras.backend.standardize_dtype(y_pred.dtype))
+    log_p, x = _log_p_and_x(y_pred, from_logits)
+    wq = q if weights is None else q * weights
+    return _scaled(ops.sum(wq * loss_from_ce(-log_p, x, spec, OPS), axis=-1), spec)
+
+
+# --------------------------------------------------------------------------- class indices
+def softmax_index(
+    y: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool, ignore_class: int | None, checked: bool
+) -> tuple[Any, Any]:
+    """Per-example loss for class indices ``y`` and the ``ignore_class`` keep-mask (or ``None``).
+
+    The hard-label part is Keras' fused sparse cross-entropy ``c`` with
+    ``p_t = exp(-c)``; smoothing adds ``s / C`` times the sum over classes
+    (:func:`polyloss_core.series.smoothing_weights`; Poly-1's closed form needs
+    only ``sum_c log p_c``). Unchecked labels become NaN, except on TensorFlow,
+    whose fused sparse op checks the range itself (an error on CPU, NaN on GPU
+    and under XLA).
+    """
+    num_classes = int(y_pred.shape[-1])
+    keep = None if ignore_class is None else ops.not_equal(y, ignore_class)
+    valid = None
+    if not checked and not _is_tensorflow():
+        valid = ops.logical_and(y >= 0, y < num_classes)
+        valid = valid if keep is None else ops.logical_or(valid, ops.logical_not(keep))
+    usable = keep if valid is None else valid if keep is None else ops.logical_and(valid, keep)
+    safe = ops.cast(y, "int32")
+    if usable is not None:
+        safe = ops.where(usable, safe, 0)
+    ce = ops.sparse_categorical_crossentropy(safe, y_pred, from_logits=from_logits, axis=-1)
+    loss = loss_from_ce(ce, -ops.expm1(-ce), spec, OPS)
+    weights = _class_weights(spec, keras.backend.standardize_dtype(y_pred.dtype))
+    if weights is not None:
+        loss = loss * ops.take(weights, safe)
+    loss = _scaled(loss, spec)
+    if spec.label_smoothing:
+        hard_weight, class_weight = smoothing_weights(spec, num_classes)
+        eps = _poly1_epsilon(spec)
+        if eps is not None:
+            log_p, _ = _log_p_and_x(y_pred, from_logits)
+            class_sum = _scaled(poly1_class_sum(-ops.sum(log_p, axis=-1), spec, num_classes, epsilon=eps), spec)
+        else:
+            class_sum = per_class_sum(ops.ones_like(y_pred), y_pred, spec, from_logits=from_logits)
+        loss = hard_weight * loss + class_weight * class_sum
+    if valid is not None:
+        loss = ops.where(valid, loss, NAN)
+    if keep is not None:
+        loss = ops.where(keep, loss, 0.0)
+    return loss, keep
+
+
+# --------------------------------------------------------------------------- per-class target rows
+def poly1_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:
+    """Poly-1 for target rows: ``CE(q) + eps (sum_c q_c - sum_c q_c p_c)`` (SPEC section 4), keras.ops form.
+
+    One more reduction over the softmax the cross-entropy needs. From logits the
+    gradient is given (``keras.ops.custom_gradient``) in its elementwise form,
+    ``g (p_j (sum q + eps sum_c q_c p_c) - q_j (1 + eps p_j))``, so XLA fuses it
+    into one loop instead of differentiating ``log_softmax`` and ``exp`` apart.
+    """
+    epsilon = spec.epsilons[0]
+    if not from_logits:  # Keras' own clipped cross-entropy (it keeps the logits behind a softmax on TensorFlow)
+        ce = ops.categorical_crossentropy(q, y_pred, axis=-1)
+        return loss_from_ce(ce, ops.sum(q * (1.0 - _probabilities(y_pred)), axis=-1), spec, OPS)
+
+    @ops.custom_gradient
+    def loss_of(z: Any) -> Any:
+        log_p = ops.log_softmax(z, axis=-1)
+        p = ops.exp(log_p)
+        total, overlap = ops.sum(q, axis=-1), ops.sum(q * p, axis=-1)
+
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            upstream = args[0] if upstream is None else upstream
+            scale = ops.expand_dims(upstream * (total + epsilon * overlap), -1)
+            return p * scale - ops.expand_dims(upstream, -1) * q * (1.0 + epsilon * p)
+
+        return loss_from_ce(-ops.sum(q * log_p, axis=-1), total - overlap, spec, OPS), grad
+
+    return loss_of(y_pred)
+
+
+def softmax_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:
+    """Per-example loss for per-class target rows ``q`` (not yet smoothed).
+
+    Poly-1 and cross-entropy take :func:`poly1_dense` (TensorFlow: the fused op
+    with a custom gradient). Other members decide per batch whether the rows are
+    one-hot (then every member is a function of Keras' fused cross-entropy) or
+    not (the per-class sum); the choice reads a scalar only where it is already
+    on the host, else it is an ``ops.cond``.
+    """
+    num_classes = int(y_pred.shape[-1])
+    q = smooth_targets(q, spec, num_classes)
+    eps = _poly1_epsilon(spec)
+    tensorflow = from_logits and _is_tensorflow()
+    if tensorflow:
+        from . import _tensorflow
+
+        xla = _tensorflow.compiling_with_xla()
+    if eps is not None and spec.epsilons:
+        if tensorflow:
+            one_hot = None if xla or spec.label_smoothing else all_rows_one_hot(q)
+            return _scaled(_tensorflow.poly1_dense(q, y_pred, spec, one_hot), spec)
+        return _scaled(poly1_dense(q, y_pred, spec, from_logits=from_logits), spec)
+    if eps is not None:  # plain cross-entropy: Keras' own
+        return _scaled(ops.categorical_crossentropy(q, y_pred, from_logits=from_logits, axis=-1), spec)
+    if spec.label_smoothing:
+        return per_class_sum(q, y_pred, spec, from_logits=from_logits)
+    weights = _class_weights(spec, keras.backend.standardize_dtype(y_pred.dtype))
+
+    def hard(ce: Any) -> Any:
+        loss = _scaled(loss_from_ce(ce, -ops.expm1(-ce), spec, OPS), spec)
+        return loss if weights is None else loss * ops.sum(q * weights, axis=-1)
+
+    def general(rows: Any, z: Any) -> Any:
+        return per_class_sum(rows, z, spec, from_logits=from_logits)
+
+    one_hot = all_rows_one_hot(q)
+    if tensorflow and not xla:
+        return _tensorflow.any_member_dense(q, y_pred, one_hot, hard, general)
+    known = host_values(one_hot)
+    if known is not None:  # eager on a CPU: run one branch without tracing both
+        if bool(known):
+            return hard(ops.categorical_crossentropy(q, y_pred, from_logits=from_logits, axis=-1))
+        return general(q, y_pred)
+    ce = ops.categorical_crossentropy(q, y_pred, from_logits=from_logits, axis=-1)
+    return ops.cond(one_hot, lambda: hard(ce), lambda: general(q, y_pred))
+
+
+# --------------------------------------------------------------------------- sigmoid family
+def sigmoid(t: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:
+    """Per-element ``alpha_t (BCE (1 - p_t)^g + sum_j eps_j (1 - p_t)^(j+g))`` for targets ``t``.
+
+    Probabilities are clipped to ``[eps, 1 - eps]`` as Keras' binary
+    cross-entropy clips them, and ``1 - p_t`` comes from the clipped value too,
+    so a prediction outside ``[0, 1]`` cannot make the loss negative.
+    """
+    t = smooth_binary_targets(t, spec)
+    loss = ops.binary_crossentropy(t, y_pred, from_logits=from_logits)
+    if not spec.is_cross_entropy:
+        if from_logits:  # 1 - p_t = t (1 - p) + (1 - t) p: non-negative terms, no cancellation
+            x = t * ops.sigmoid(-y_pred) + (1.0 - t) * ops.sigmoid(y_pred)
+        else:
+            eps = keras.backend.epsilon()
+            p = ops.clip(y_pred, eps, 1.0 - eps)
+            x = t * (1.0 - p) + (1.0 - t) * p
+        loss = loss_from_ce(loss, x, spec, OPS)
+    alpha_t = sigmoid_alpha_t(t, None if spec.alpha is None else float(spec.alpha))  # type: ignore[arg-type]
+    if alpha_t is not None:
+        loss = alpha_t * loss
+    return loss
+
+
+def nan_outside_unit_interval(t: Any, loss: Any, axis: int | None) -> Any:
+    """NaN where a target leaves ``[0, 1]``: per element, or per row of ``axis``.
+
+    Two flat reductions decide whether the batch has a bad target at all; only
+    then (an ``ops.cond``; on the torch backend, whose ``cond`` reads its
+    predicate on the host, always) are the rows marked.
+    """
+
+    def marked() -> Any:
+        if axis is None:
+            return ops.where(ops.logical_and(t >= 0.0, t <= 1.0), loss, NAN)
+        return ops.where(ops.logical_and(ops.min(t, axis=axis) >= 0.0, ops.max(t, axis=axis) <= 1.0), loss, NAN)
+
+    if keras.backend.backend() == "torch":
+        return marked()
+    return ops.cond(ops.logical_or(ops.min(t) < 0.0, ops.max(t) > 1.0), marked, lambda: loss)
+
+
+def sigmoid_index(y: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool, axis: int, checked: bool) -> Any:
+    """Per-element sigmoid loss for class indices (one-hot along ``axis``); bad indices give NaN rows."""
+    num_classes = int(y_pred.shape[axis])
+    valid = None if checked else ops.logical_and(y >= 0, y < num_classes)
+    safe = ops.cast(y, "int32") if valid is None else ops.where(valid, ops.cast(y, "int32"), 0)
+    t = ops.one_hot(safe, num_classes, axis=axis, dtype=keras.backend.standardize_dtype(y_pred.dtype))
+    loss = sigmoid(t, y_pred, spec, from_logits=from_logits)
+    return loss if valid is None else ops.where(ops.expand_dims(valid, axis), loss, NAN)
