@@ -1,0 +1,157 @@
+"""Custom ``torch.autograd.Function`` s: cross-entropy pieces with hand-written, single-pass backwards.
+
+No PolyLoss decision lives here, only the derivatives of two softmax quantities
+that torch's own kernels make dear to differentiate on a CPU:
+
+* :class:`TargetCrossEntropy`: ``c = -log p_t`` and ``x = 1 - p_t`` for class
+  indices. Every member of the family is a function of these two (SPEC section
+  4); the polynomial is applied by ``polyloss_core.series`` on ``N``-sized tensors.
+  ``F.cross_entropy``'s backward writes a zero-filled one-hot tensor as large as
+  the logits and reads it with the saved log-probabilities; the gradient of ``c``
+  is simply ``g (p - onehot)``: one multiply over the saved ``p`` and one write
+  per example.
+* :class:`DensePoly1`: Poly-1 with dense (probability, one-hot float, mixup)
+  targets ``r`` (already smoothed and weighted):
+  ``sum_c r_c (-log p_c) + eps (sum_c r_c - sum_c r_c p_c)``, one
+  ``log_softmax`` and two reductions, with the elementwise gradient
+  ``g (p_j (S + eps T) - r_j (1 + eps p_j))``, ``S = sum r``, ``T = sum r p``.
+
+Both backwards use differentiable operations on saved *outputs* (``p`` is
+returned), so double backward is exact (``gradgradcheck`` in the tests). Neither
+reads a value back to the host: out-of-range class indices fail in the
+``gather`` kernel's own bounds check (see ``_validate.explain_index_error``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.autograd import forward_ad
+
+# Below this many classes on a contiguous dimension (the float vector width of an AVX-512
+# CPU), torch's softmax kernel takes a slow per-row path and its log-softmax kernel is faster.
+_MIN_VECTOR_CLASSES = 16
+
+
+def eager(tensor: Tensor) -> bool:
+    """Whether ``tensor`` is computed eagerly: not under ``torch.compile``, ``torch.func`` or forward-mode AD.
+
+    The Functions here exist for eager speed; elsewhere the plain composition of
+    torch operations is used, which ``torch.compile`` fuses itself and every
+    ``torch.func`` transform supports.
+    """
+    return (
+        not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()
+        and forward_ad.unpack_dual(tensor).tangent is None
+    )
+
+
+def softmax_kernel_is_faster(z: Tensor, dim: int) -> bool:
+    """Whether ``softmax`` beats ``log_softmax`` then ``exp`` (a speed choice; same numbers to rounding)."""
+    return z.stride(dim) != 1 or z.shape[dim] >= _MIN_VECTOR_CLASSES
+
+
+class TargetCrossEntropy(torch.autograd.Function):
+    """``(c, x, p)``: ``c = -log p_t``, ``x = 1 - p_t``, ``p = softmax(z, dim)``; ``c = x = 0`` where ignored.
+
+    Inputs: logits ``z``; int64 class indices ``safe`` (``z``'s shape without
+    ``dim``, ignored entries replaced by 0); ``ignored``, a bool tensor of that
+    shape; the class dimension ``dim``. Ignored entries get no gradient. Indices
+    outside ``[0, C)`` make the ``gather`` kernel raise (CPU) or assert
+    (accelerators).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, z: Tensor, safe: Tensor, ignored: Tensor, dim: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        # The classic ctx-in-forward form: setup_context costs an inspect.signature per call.
+        safe = safe.unsqueeze(dim)
+        if softmax_kernel_is_faster(z, dim):
+            p = torch.softmax(z, dim)
+            p_t = p.gather(dim, safe).squeeze(dim)
+            # Where p_t underflows (a logit gap beyond ~87 in float32), -log p_t is inexact or inf;
+            # there c = (z_max - z_t) - log p_max, exact since p_max >= 1/C. Branch-free: no host read.
+            exact = (z.amax(dim) - z.gather(dim, safe).squeeze(dim)).sub_(p.amax(dim).log_())
+            c = torch.where(p_t < torch.finfo(p_t.dtype).tiny, exact, p_t.log().neg_())
+            x = torch.rsub(p_t, 1.0)
+        else:
+            log_p = torch.log_softmax(z, dim)
+            c = log_p.gather(dim, safe).squeeze(dim).neg_()
+            x = torch.expm1(-c).neg_()
+            p = log_p.exp_()
+        c = c.masked_fill_(ignored, 0.0)
+        x = x.masked_fill_(ignored, 0.0)
+        ctx.dim = dim
+        ctx.save_for_backward(p, x, safe, ignored)
+        ctx.set_materialize_grads(False)
+        return c, x, p
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_c: Tensor | None, grad_x: Tensor | None, grad_p: Tensor | None
+    ) -> tuple[Tensor | None, None, None, None]:
+        p, x, safe, ignored = ctx.saved_tensors
+        dim = ctx.dim
+        # d/dc of everything that reached c directly or through x = 1 - exp(-c).
+        g: Tensor | None = grad_c
+        if grad_x is not None:
+            via_x = grad_x * (1.0 - x)
+            g = via_x if g is None else g + via_x
+        grad: Tensor | None = None
+        if g is not None:
+            g = g.masked_fill(ignored, 0.0)
+            at_target = (-(g * x)).unsqueeze(dim)  # g (p_t - 1), without cancellation
+            # In place on the product, which no backward node saves, so also when a graph is being built.
+            grad = (p * g.unsqueeze(dim)).scatter_(dim, safe, at_target)
+        if grad_p is not None:
+            # softmax's own backward, for callers that used the third output.
+            through_p = p * (grad_p - (grad_p * p).sum(dim, keepdim=True))
+            grad = through_p if grad is None else grad + through_p
+        return grad, None, None, None
+
+
+class DensePoly1(torch.autograd.Function):
+    """``(loss, p)``: per-example Poly-1 ``sum_c r_c (-log p_c) + eps sum_c r_c (1 - p_c)`` and ``p = softmax(z)``.
+
+    ``r`` is any non-negative dense target (not necessarily normalised, rows may
+    be all zero), already smoothed and multiplied by the class weights; it gets
+    no gradient (callers whose targets require grad take the composed path).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, z: Tensor, r: Tensor, epsilon: float, dim: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        log_p = torch.log_softmax(z, dim)
+        ce = torch.linalg.vecdot(r, log_p, dim=dim).neg_()
+        p = log_p.exp_()
+        total = r.sum(dim)
+        overlap = torch.linalg.vecdot(r, p, dim=dim)
+        loss = torch.add(ce, total - overlap, alpha=epsilon)
+        ctx.dim, ctx.epsilon = dim, epsilon
+        ctx.save_for_backward(p, r, total, overlap)
+        ctx.set_materialize_grads(False)
+        return loss, p
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor | None, grad_p: Tensor | None) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
+        p, r, total, overlap = ctx.saved_tensors
+        dim, eps = ctx.dim, ctx.epsilon
+        grad: Tensor | None = None
+        if grad_loss is not None:
+            if torch.is_grad_enabled():  # double backward: T's own dependence on z must be in the graph
+                overlap = torch.linalg.vecdot(r, p, dim=dim)
+            g = grad_loss.unsqueeze(dim)
+            coef = g * torch.add(total, overlap, alpha=eps).unsqueeze(dim)
+            # g (p (S + eps T) - r (1 + eps p)) = p (coef - eps g r) - g r: three kernels over (N, C).
+            grad = torch.addcmul(coef, r, g, value=-eps)
+            if torch.is_grad_enabled():
+                grad = grad * p - r * g
+            else:
+                grad = grad.mul_(p).addcmul_(r, g, value=-1.0)
+        if grad_p is not None:
+            through_p = p * (grad_p - (grad_p * p).sum(dim, keepdim=True))
+            grad = through_p if grad is None else grad + through_p
+        return grad, None, None, None
