@@ -35,7 +35,7 @@ def logits(input: Any) -> int:
     if not input.is_floating_point():
         raise TypeError(f"input must have a floating point dtype, got {input.dtype}")
     if input.dim() == 0:
-        raise shape_error("input", ("C",), (), "or (N, C, d1, ..., dK)")
+        raise ValueError("input must have shape (C,) or (N, C, d1, ..., dK), got a 0-dimensional tensor")
     return 0 if input.dim() == 1 else 1
 
 
@@ -77,7 +77,7 @@ def weight(weight: Any) -> Tensor | None:
     if not weight.is_floating_point():
         raise TypeError(f"weight must have a floating point dtype, got {weight.dtype}")
     if weight.dim() != 1:
-        raise shape_error("weight", ("C",), weight.shape, "one entry per class")
+        raise ValueError(f"weight must have shape (C,), one entry per class, got {tuple(weight.shape)}")
     return weight
 
 

@@ -216,7 +216,7 @@ def test_module_under_torch_func_jvp() -> None:
 )
 def test_both_forward_kernels_agree(shape: tuple[int, ...], softmax_kernel: bool) -> None:
     """Whichever kernel gives p (softmax, or log_softmax then exp), loss and gradient equal the float64 reference."""
-    from polyloss_torch._target_ce import softmax_kernel_is_faster
+    from polyloss_torch._autograd import softmax_kernel_is_faster
 
     dim = 0 if len(shape) == 1 else 1
     z = logits(shape, seed=40, dtype=torch.float64)
@@ -249,7 +249,7 @@ def test_underflowing_target_probability_gives_the_exact_cross_entropy(
     from 90 on beyond float32's exp range, from 800 on beyond float64's. c must still
     equal torch's cross-entropy.
     """
-    from polyloss_torch._target_ce import TargetCrossEntropy, softmax_kernel_is_faster
+    from polyloss_torch._autograd import TargetCrossEntropy, softmax_kernel_is_faster
 
     dim = 0 if len(shape) == 1 else 1
     num_classes = shape[dim]
@@ -261,7 +261,7 @@ def test_underflowing_target_probability_gives_the_exact_cross_entropy(
     for row in range(moved.shape[0]):
         moved[row, (flat_target[row] + 1) % num_classes] = moved[row, flat_target[row]] + gaps[row % len(gaps)]
     z = moved.reshape(z.movedim(dim, -1).shape).movedim(-1, dim).contiguous().requires_grad_(True)
-    c, one_minus_p, _ = TargetCrossEntropy.apply(z, target, None, dim)
+    c, one_minus_p, _ = TargetCrossEntropy.apply(z, target, torch.zeros_like(target, dtype=torch.bool), dim)
     want = torch.nn.functional.cross_entropy(z.detach().double(), target, reduction="none")
     assert torch.isfinite(c).all()
     torch.testing.assert_close(c.double(), want, rtol=1e-6 if dtype == torch.float32 else 1e-12, atol=0.0)
@@ -278,15 +278,15 @@ def test_underflowing_target_probability_gives_the_exact_cross_entropy(
 @pytest.mark.filterwarnings(TORCH_JIT_WARNING)
 def test_target_cross_entropy_function_all_outputs() -> None:
     """The custom Function on its own: every output differentiable, first and second order, with ignored rows."""
-    from polyloss_torch._target_ce import TargetCrossEntropy
+    from polyloss_torch._autograd import TargetCrossEntropy
 
     z = logits((5, 4, 3), seed=41, dtype=torch.float64).requires_grad_(True)
     target = class_indices((5, 4, 3), seed=41, ignore_index=-100)
-    keep = target != -100
-    safe = target.masked_fill(~keep, 0)
+    ignored = target == -100
+    safe = target.masked_fill(ignored, 0)
 
     def outputs(x: torch.Tensor):
-        return TargetCrossEntropy.apply(x, safe, keep, 1)
+        return TargetCrossEntropy.apply(x, safe, ignored, 1)
 
     c, one_minus_p, p = outputs(z)
     torch.testing.assert_close(c, torch.nn.functional.cross_entropy(z, target, reduction="none"))
