@@ -147,10 +147,8 @@ class DensePoly1(torch.autograd.Function):
             coef = g * torch.add(total, overlap, alpha=eps).unsqueeze(dim)
             # g (p (S + eps T) - r (1 + eps p)) = p (coef - eps g r) - g r: three kernels over (N, C).
             grad = torch.addcmul(coef, r, g, value=-eps)
-            if torch.is_grad_enabled():
-                grad = grad * p - r * g
-            else:
-                grad = grad.mul_(p).addcmul_(r, g, value=-1.0)
+            # Out of place when a graph is being built (double backward), in place otherwise.
+            grad = grad * p - r * g if torch.is_grad_enabled() else grad.mul_(p).addcmul_(r, g, value=-1.0)
         if grad_p is not None:
             through_p = p * (grad_p - (grad_p * p).sum(dim, keepdim=True))
             grad = through_p if grad is None else grad + through_p

@@ -67,13 +67,23 @@ def _reduce(loss: Tensor, reduction: str, denominator: Tensor | None = None) -> 
 
 
 def softmax_indices(
-    z: Tensor, index: Tensor, spec: PolySpec, weight: Tensor | None, ignore_index: int, reduction: str, dim: int,
+    z: Tensor,
+    index: Tensor,
+    spec: PolySpec,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    dim: int,
     epsilon: Any = None,
 ) -> Tensor:
     """Softmax family, int64 class indices ``index`` (no value checks: bad ones fail in the kernels)."""
     if _is_cross_entropy(spec, epsilon):
         return F.cross_entropy(
-            z, index, weight=weight, ignore_index=ignore_index, reduction=reduction,
+            z,
+            index,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
             label_smoothing=spec.label_smoothing,
         )
     num_classes = z.shape[dim]
@@ -140,8 +150,17 @@ def softmax_dense(
 
 
 def sigmoid(
-    z: Tensor, target: Tensor, spec: PolySpec, weight: Tensor | None, ignore_index: int, reduction: str, dim: int,
-    *, indices: bool, checked: bool, epsilon: Any = None,
+    z: Tensor,
+    target: Tensor,
+    spec: PolySpec,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    dim: int,
+    *,
+    indices: bool,
+    checked: bool,
+    epsilon: Any = None,
 ) -> Tensor:
     """Sigmoid family. ``indices``: class indices meaning one-hot along ``dim``. ``checked``: the
     targets' values were verified on the host; otherwise elements with targets outside ``[0, 1]``

@@ -13,9 +13,6 @@ Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
 from torch import Tensor
 
 from polyloss_core import PolySpec, check_family
@@ -35,8 +32,14 @@ __all__ = ["poly1_cross_entropy", "poly1_focal_loss", "poly_loss"]
 
 
 def _loss(
-    input: Tensor, target: Tensor, spec: PolySpec, family: str, weight: Tensor | None, ignore_index: int,
-    reduction: str, epsilon: float | None = None,
+    input: Tensor,
+    target: Tensor,
+    spec: PolySpec,
+    family: str,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    epsilon: float | None = None,
 ) -> Tensor:
     """Tensor checks (``_validate``) and maths (``_impl``) for already-checked Python arguments."""
     dim = V.logits(input)
@@ -86,8 +89,9 @@ def _poly1_spec(gamma: float = 0.0, alpha: float | None = None, label_smoothing:
     key = (gamma, alpha, label_smoothing)
     spec = _SPECS.get(key)
     if spec is None:
-        spec = PolySpec(epsilons=(1.0,), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing,
-                        allow_increasing=True)
+        spec = PolySpec(
+            epsilons=(1.0,), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing, allow_increasing=True
+        )
         _SPECS[key] = spec
     return spec
 
@@ -194,7 +198,12 @@ def poly_loss(
     if not isinstance(spec, PolySpec):
         raise TypeError(f"spec must be a polyloss_core.PolySpec, got {type(spec).__name__}")
     return _loss(
-        input, target, spec, family, V.weight(weight), check_int("ignore_index", ignore_index),
+        input,
+        target,
+        spec,
+        family,
+        V.weight(weight),
+        check_int("ignore_index", ignore_index),
         check_reduction(reduction),
     )
 
@@ -276,8 +285,14 @@ def poly1_cross_entropy(
         Loss Functions", ICLR 2022, arXiv:2204.12511, equation (4).
     """
     return _loss(
-        input, target, _poly1_spec(label_smoothing=check_label_smoothing(label_smoothing)), "softmax",
-        V.weight(weight), check_int("ignore_index", ignore_index), check_reduction(reduction), check_epsilon(epsilon),
+        input,
+        target,
+        _poly1_spec(label_smoothing=check_label_smoothing(label_smoothing)),
+        "softmax",
+        V.weight(weight),
+        check_int("ignore_index", ignore_index),
+        check_reduction(reduction),
+        check_epsilon(epsilon),
     )
 
 

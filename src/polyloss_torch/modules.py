@@ -7,16 +7,13 @@ options that form the ``PolySpec`` (``epsilon``, ``label_smoothing``, ``gamma``,
 ``alpha``) are properties: assigning one validates it and rebuilds the spec
 there, outside any ``torch.compile`` graph, so ``forward`` only reads it.
 
-``torch.jit.script`` compiles these modules with ``forward``'s body left to
-Python (``torch.jit.ignore``): a scripted module runs, but cannot be saved with
-``torch.jit.save``; use ``torch.jit.trace`` or ``torch.export`` to serialise.
+``torch.jit.script`` is not supported: ``forward`` runs Python-side checks and
+the ``polyloss_core`` maths, which TorchScript cannot compile, so scripting
+raises. ``torch.jit.trace``, ``torch.compile`` and ``torch.export`` work.
 """
-
-from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from polyloss_core import PolySpec, check_family
@@ -85,8 +82,6 @@ class PolyLoss(nn.Module):
         Loss Functions", ICLR 2022, arXiv:2204.12511.
     """
 
-    weight: Tensor | None
-
     def __init__(
         self,
         spec: PolySpec,
@@ -107,10 +102,6 @@ class PolyLoss(nn.Module):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss of ``input`` logits against ``target``; see the class docstring."""
-        return self._forward(input, target)
-
-    @torch.jit.ignore
-    def _forward(self, input: Tensor, target: Tensor) -> Tensor:
         return _loss(input, target, self.spec, self.family, self.weight, self.ignore_index, self.reduction)
 
     def extra_repr(self) -> str:
@@ -176,8 +167,6 @@ class Poly1CrossEntropyLoss(nn.Module):
         Loss Functions", ICLR 2022, arXiv:2204.12511.
     """
 
-    weight: Tensor | None
-
     def __init__(
         self,
         *,
@@ -217,10 +206,6 @@ class Poly1CrossEntropyLoss(nn.Module):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss of ``input`` logits against ``target``; see the class docstring."""
-        return self._forward(input, target)
-
-    @torch.jit.ignore
-    def _forward(self, input: Tensor, target: Tensor) -> Tensor:
         return _loss(input, target, self.spec, "softmax", self.weight, self.ignore_index, self.reduction)
 
     def extra_repr(self) -> str:
@@ -303,10 +288,6 @@ class Poly1FocalLoss(nn.Module):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The per-element loss of ``input`` logits against ``target``, reduced as configured."""
-        return self._forward(input, target)
-
-    @torch.jit.ignore
-    def _forward(self, input: Tensor, target: Tensor) -> Tensor:
         return _loss(input, target, self.spec, "sigmoid", None, -100, self.reduction)
 
     def extra_repr(self) -> str:
