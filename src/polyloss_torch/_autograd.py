@@ -30,6 +30,8 @@ import torch
 from torch import Tensor
 from torch.autograd import forward_ad
 
+from polyloss_core.series import sigmoid_alpha_t
+
 # Below this many classes on a contiguous dimension (the float vector width of an AVX-512
 # CPU), torch's softmax kernel takes a slow per-row path and its log-softmax kernel is faster.
 _MIN_VECTOR_CLASSES = 16
@@ -55,44 +57,44 @@ def softmax_kernel_is_faster(z: Tensor, dim: int) -> bool:
 
 
 class TargetCrossEntropy(torch.autograd.Function):
-    """``(c, x, p)``: ``c = -log p_t``, ``x = 1 - p_t``, ``p = softmax(z, dim)``; ``c = x = 0`` where ignored.
+    """``(c, x, p, ignored)``: ``c = -log p_t``, ``x = 1 - p_t``, ``p = softmax(z, dim)``, ``c = x = 0`` where ignored.
 
-    Inputs: logits ``z``; int64 class indices ``safe`` (``z``'s shape without
-    ``dim``, ignored entries replaced by 0); ``ignored``, a bool tensor of that
-    shape; the class dimension ``dim``. Ignored entries get no gradient. Indices
-    outside ``[0, C)`` make the ``gather`` kernel raise (CPU) or assert
-    (accelerators).
+    Inputs: logits ``z``; int64 class indices ``index`` (``z``'s shape without
+    ``dim``); ``ignore_index``; the class dimension ``dim``. ``ignored`` (not
+    differentiable) marks the ``ignore_index`` entries, which get no gradient.
+    Other indices outside ``[0, C)`` make the ``gather`` / ``nll_loss`` kernel
+    raise (CPU) or assert (accelerators).
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, z: Tensor, safe: Tensor, ignored: Tensor, dim: int
-    ) -> tuple[Tensor, Tensor, Tensor]:
+        ctx: Any, z: Tensor, index: Tensor, ignore_index: int, dim: int
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         # The classic ctx-in-forward form: setup_context costs an inspect.signature per call.
-        safe = safe.unsqueeze(dim)
+        ignored = index == ignore_index
+        safe = index.masked_fill(ignored, 0).unsqueeze(dim)
         if softmax_kernel_is_faster(z, dim):
             p = torch.softmax(z, dim)
             p_t = p.gather(dim, safe).squeeze(dim)
             # Where p_t underflows (a logit gap beyond ~87 in float32), -log p_t is inexact or inf;
             # there c = (z_max - z_t) - log p_max, exact since p_max >= 1/C. Branch-free: no host read.
             exact = (z.amax(dim) - z.gather(dim, safe).squeeze(dim)).sub_(p.amax(dim).log_())
-            c = torch.where(p_t < torch.finfo(p_t.dtype).tiny, exact, p_t.log().neg_())
-            x = torch.rsub(p_t, 1.0)
-        else:
+            c = torch.where(p_t < torch.finfo(p_t.dtype).tiny, exact, p_t.log().neg_()).masked_fill_(ignored, 0.0)
+            x = torch.rsub(p_t, 1.0).masked_fill_(ignored, 0.0)
+        else:  # few classes: one kernel gives c, 0 where ignored, and the bounds check
             log_p = torch.log_softmax(z, dim)
-            c = log_p.gather(dim, safe).squeeze(dim).neg_()
+            c = torch.nn.functional.nll_loss(log_p, index, ignore_index=ignore_index, reduction="none")
             x = torch.expm1(-c).neg_()
             p = log_p.exp_()
-        c = c.masked_fill_(ignored, 0.0)
-        x = x.masked_fill_(ignored, 0.0)
         ctx.dim = dim
         ctx.save_for_backward(p, x, safe, ignored)
         ctx.set_materialize_grads(False)
-        return c, x, p
+        ctx.mark_non_differentiable(ignored)
+        return c, x, p, ignored
 
     @staticmethod
     def backward(  # type: ignore[override]
-        ctx: Any, grad_c: Tensor | None, grad_x: Tensor | None, grad_p: Tensor | None
+        ctx: Any, grad_c: Tensor | None, grad_x: Tensor | None, grad_p: Tensor | None, _: Any = None
     ) -> tuple[Tensor | None, None, None, None]:
         p, x, safe, ignored = ctx.saved_tensors
         dim = ctx.dim
@@ -153,3 +155,52 @@ class DensePoly1(torch.autograd.Function):
             through_p = p * (grad_p - (grad_p * p).sum(dim, keepdim=True))
             grad = through_p if grad is None else grad + through_p
         return grad, None, None, None
+
+
+class SigmoidPoly1Focal(torch.autograd.Function):
+    """Per-element sigmoid Poly-1 focal loss ``a_t (BCE x^g + eps x^(g+1))`` for an integer ``g >= 0``.
+
+    ``x = 1 - p_t = t sigmoid(-z) + (1 - t) sigmoid(z)`` (a ``lerp`` of two accurate
+    sigmoids, no cancellation as ``p_t -> 1``); ``a_t`` is core's ``sigmoid_alpha_t``
+    (recomputed in the backward rather than saved). The
+    first-order backward is one elementwise expression,
+    ``a_t x^(g-1) ((p - t) x + (g BCE + eps (g+1) x)(1 - 2t) p (1 - p))``;
+    when a graph is being built (double backward) the gradient is recomputed by
+    autograd through ``composed``, the same loss written with plain torch operations.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, z: Tensor, t: Tensor, alpha: float | None, gamma: int, epsilon: float, composed: Any
+    ) -> Tensor:
+        q, p = torch.sigmoid(-z), torch.sigmoid(z)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(z, t, reduction="none")
+        x = torch.lerp(p, q, t)
+        power = (x if gamma == 2 else x ** (gamma - 1)) if gamma > 1 else None  # x^(g-1); g = 1: 1
+        focal = x if gamma == 1 else (power * x if power is not None else None)
+        loss = torch.add(bce, x, alpha=epsilon)
+        loss = loss if focal is None else loss.mul_(focal)
+        a_t = sigmoid_alpha_t(t, alpha)
+        if a_t is not None:
+            loss = loss.mul_(a_t)
+        ctx.gamma, ctx.epsilon, ctx.alpha, ctx.composed = gamma, epsilon, alpha, composed
+        ctx.save_for_backward(z, t, p, q, bce, x, power)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:  # type: ignore[override]
+        z, t, p, q, bce, x, power = ctx.saved_tensors
+        gamma, eps = ctx.gamma, ctx.epsilon
+        if torch.is_grad_enabled():  # double backward: differentiate the plain composition instead
+            (out,) = torch.autograd.grad(ctx.composed(z), z, grad, create_graph=True)
+            return out, None, None, None, None, None
+        slope = torch.rsub(t, 1.0, alpha=2.0).mul_(p).mul_(q)  # d x / d z = (1 - 2t) p (1 - p)
+        if gamma == 0:
+            out = slope.mul_(eps).add_(p).sub_(t)
+        else:
+            inner = torch.add(bce, x, alpha=eps * (gamma + 1) / gamma).mul_(slope).mul_(gamma)
+            out = torch.sub(p, t, out=slope).mul_(x).add_(inner)  # slope's memory, no third temporary
+            if power is not None:
+                out = out.mul_(power)
+        a_t = sigmoid_alpha_t(t, ctx.alpha)
+        return (out if a_t is None else out.mul_(a_t)).mul_(grad), None, None, None, None, None

@@ -27,7 +27,7 @@ from polyloss_core.series import (
     smoothing_weights,
 )
 
-from ._autograd import DensePoly1, TargetCrossEntropy, eager
+from ._autograd import DensePoly1, SigmoidPoly1Focal, TargetCrossEntropy, eager
 from ._ops import OPS
 
 
@@ -88,18 +88,22 @@ def softmax_indices(
         )
     num_classes = z.shape[dim]
     scalar, scale = _scale(spec, weight, z)
-    ignored = index == ignore_index
-    safe = index.masked_fill(ignored, 0)
     if not spec.label_smoothing:
-        # Hard labels: every member is a function of the cross-entropy c and x = 1 - p_t (SPEC section 4).
+        # Hard labels: every member is a function of the cross-entropy c and x = 1 - p_t (SPEC section
+        # 4); both are 0 where ignored, and so is every member's loss.
         if eager(z):
-            c, x, _ = TargetCrossEntropy.apply(z, safe, ignored, dim)
+            c, x, _, ignored = TargetCrossEntropy.apply(z, index, ignore_index, dim)
         else:
             c = F.cross_entropy(z, index, ignore_index=ignore_index, reduction="none")
-            x = -torch.expm1(-c)
+            x, ignored = -torch.expm1(-c), index == ignore_index
         loss = loss_from_ce(c, x, spec, OPS, epsilon=epsilon)
+        safe = index if scale is None and weight is None else index.masked_fill(ignored, 0)
+        if scale is not None:
+            loss = loss * scale.index_select(0, safe.reshape(-1)).view(safe.shape)
     else:
         # (1 - s) * hard-label loss + (s / C) * sum over classes (core's decomposition, no one-hot).
+        ignored = index == ignore_index
+        safe = index.masked_fill(ignored, 0)
         keep, spread = smoothing_weights(spec, num_classes)
         log_p = F.log_softmax(z, dim)
         if _is_poly1(spec, epsilon) and scale is None:
@@ -112,10 +116,7 @@ def softmax_indices(
                 per_class = per_class * _class_view(scale, z.dim(), dim)
             at_target = per_class.gather(dim, safe.unsqueeze(dim)).squeeze(dim)
             class_sum = per_class.sum(dim)
-        loss = torch.add(keep * at_target, class_sum, alpha=spread)
-    if not spec.label_smoothing and scale is not None:
-        loss = loss * scale.index_select(0, safe.reshape(-1)).view(safe.shape)
-    loss = loss.masked_fill(ignored, 0.0)
+        loss = torch.add(keep * at_target, class_sum, alpha=spread).masked_fill(ignored, 0.0)
     if scalar != 1.0:
         loss = loss * scalar
     if reduction != "mean":
@@ -174,14 +175,21 @@ def sigmoid(
         t = target.to(z.dtype)
     hard = (indices or not target.is_floating_point()) and not spec.label_smoothing
     t = smooth_binary_targets(t, spec)
-    bce = F.binary_cross_entropy_with_logits(z, t, reduction="none")
-    # 0/1 targets: p_t = exp(-BCE) exactly; otherwise 1 - p_t = t (1 - p) + (1 - t) p, a sum of
-    # non-negative terms, accurate in every regime.
-    x = -torch.expm1(-bce) if hard else t * torch.sigmoid(-z) + (1.0 - t) * torch.sigmoid(z)
-    loss = loss_from_ce(bce, x, spec, OPS, epsilon=epsilon)
-    alpha_t = sigmoid_alpha_t(t, spec.alpha)  # type: ignore[arg-type]  # check_family: a number or None
-    if alpha_t is not None:
-        loss = loss * alpha_t
+
+    def composed(z: Tensor) -> Tensor:
+        bce = F.binary_cross_entropy_with_logits(z, t, reduction="none")
+        # 0/1 targets: p_t = exp(-BCE) exactly; otherwise 1 - p_t = t (1 - p) + (1 - t) p, a sum of
+        # non-negative terms, accurate in every regime.
+        x = -torch.expm1(-bce) if hard else t * torch.sigmoid(-z) + (1.0 - t) * torch.sigmoid(z)
+        loss = loss_from_ce(bce, x, spec, OPS, epsilon=epsilon)
+        alpha_t = sigmoid_alpha_t(t, spec.alpha)  # type: ignore[arg-type]  # check_family: a number or None
+        return loss if alpha_t is None else loss * alpha_t
+
+    eps = _eps(spec, epsilon)
+    if len(eps) == 1 and spec.gamma == int(spec.gamma) and eager(z) and not t.requires_grad:
+        loss = SigmoidPoly1Focal.apply(z, t, spec.alpha, int(spec.gamma), eps[0], composed)
+    else:
+        loss = composed(z)
     if weight is not None:
         loss = loss * _class_view(weight, z.dim(), dim)
     if not (indices or checked):

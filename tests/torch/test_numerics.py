@@ -210,7 +210,7 @@ def test_underflowing_target_probability_gives_the_exact_cross_entropy(
     for row in range(moved.shape[0]):
         moved[row, (flat_target[row] + 1) % num_classes] = moved[row, flat_target[row]] + gaps[row % len(gaps)]
     z = moved.reshape(z.movedim(dim, -1).shape).movedim(-1, dim).contiguous().requires_grad_(True)
-    c, one_minus_p, _ = TargetCrossEntropy.apply(z, target, torch.zeros_like(target, dtype=torch.bool), dim)
+    c, one_minus_p, _, _ = TargetCrossEntropy.apply(z, target, -100, dim)
     want = torch.nn.functional.cross_entropy(z.detach().double(), target, reduction="none")
     assert torch.isfinite(c).all()
     torch.testing.assert_close(c.double(), want, rtol=1e-6 if dtype == torch.float32 else 1e-12, atol=0.0)
@@ -235,7 +235,7 @@ def test_target_cross_entropy_function_all_outputs() -> None:
     safe = target.masked_fill(ignored, 0)
 
     def outputs(x: torch.Tensor):
-        return TargetCrossEntropy.apply(x, safe, ignored, 1)
+        return TargetCrossEntropy.apply(x, target, -100, 1)[:3]
 
     c, one_minus_p, p = outputs(z)
     torch.testing.assert_close(c, torch.nn.functional.cross_entropy(z, target, reduction="none"))
