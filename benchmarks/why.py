@@ -120,7 +120,7 @@ reduction="none")`, then `c - eps * expm1(-c)`) and {native_ms} per step for
   of it in two full passes that only exist to turn a one-hot gradient into
   `softmax(z) - onehot(t)`.
 - **What the library runs.** For class indices `TargetCrossEntropy` (in
-  `polyloss_torch._target_ce`) keeps the softmax itself from the forward pass
+  `polyloss_torch._autograd`) keeps the softmax itself from the forward pass
   (torch's softmax kernel, faster than its log-softmax at 1000 classes) and
   reads `c = -log p_t` and `1 - p_t` off it; its backward is one multiply of
   the saved softmax by the per-example factor `dl/dc` and one write per example

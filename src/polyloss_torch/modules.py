@@ -261,12 +261,7 @@ class Poly1FocalLoss(nn.Module):
     """
 
     def __init__(
-        self,
-        *,
-        epsilon: float = 1.0,
-        alpha: float | None = 0.25,
-        gamma: float = 2.0,
-        reduction: str = "none",
+        self, *, epsilon: float = 1.0, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "none"
     ) -> None:
         super().__init__()
         self._config = {"epsilon": 1.0, "alpha": None, "gamma": 2.0}

@@ -231,8 +231,6 @@ def test_target_cross_entropy_function_all_outputs() -> None:
 
     z = logits((5, 4, 3), seed=41, dtype=torch.float64).requires_grad_(True)
     target = class_indices((5, 4, 3), seed=41, ignore_index=-100)
-    ignored = target == -100
-    safe = target.masked_fill(ignored, 0)
 
     def outputs(x: torch.Tensor):
         return TargetCrossEntropy.apply(x, target, -100, 1)[:3]
@@ -243,3 +241,44 @@ def test_target_cross_entropy_function_all_outputs() -> None:
     torch.testing.assert_close(p, torch.softmax(z, 1))
     assert gradcheck(outputs, (z,))
     assert gradgradcheck(outputs, (z,))
+
+
+@pytest.mark.parametrize("rows", ["normalised", "unnormalised", "all-zero", "one-hot"])
+def test_dense_poly1_function_values_and_gradients(rows: str) -> None:
+    """The fused probability-target Poly-1: sum_c w_c q_c l(p_c) for any non-negative q, first and second order."""
+    z = logits((5, 4, 3), seed=50, dtype=torch.float64).requires_grad_(True)
+    q = probabilities((5, 4, 3), seed=50, dtype=torch.float64)
+    if rows == "unnormalised":
+        q = q * torch.linspace(0.2, 3.0, 5, dtype=torch.float64).view(5, 1, 1)
+    elif rows == "all-zero":
+        q[1:3] = 0.0
+    elif rows == "one-hot":
+        q = torch.nn.functional.one_hot(q.argmax(1), 4).movedim(-1, 1).double()
+    weight = class_weight(4, seed=50, dtype=torch.float64)
+    spec = PolySpec.poly1(2.5)
+
+    def fused(x):
+        return poly_loss(x, q, spec, weight=weight, reduction="none")
+
+    log_p = torch.log_softmax(z, 1)
+    want = (q * weight.view(1, 4, 1) * (-log_p + 2.5 * -torch.expm1(log_p))).sum(1)
+    torch.testing.assert_close(fused(z), want)
+    assert gradcheck(fused, (z,))
+    assert gradgradcheck(fused, (z,))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 2.0, 3.0])
+@pytest.mark.parametrize("soft", [False, True])
+def test_sigmoid_poly1_focal_function_gradients(gamma: float, soft: bool) -> None:
+    """The fused sigmoid Poly-1 focal: gradient against the reference, first and second order."""
+    z = logits((4, 3), seed=51, dtype=torch.float64)
+    z[0, 0], z[1, 1] = 40.0, -40.0  # confident examples: 1 - p_t far below 1e-15
+    t = probabilities((4, 3), seed=51, dtype=torch.float64) if soft else (torch.rand(4, 3) > 0.5).double()
+    spec = PolySpec.poly1_focal(-0.5, gamma, 0.25)
+    leaf = z.clone().requires_grad_(True)
+    poly_loss(leaf, t, spec, family="sigmoid", reduction="sum").backward()
+    want = reference.sigmoid_poly_loss_grad(z.numpy(), t.numpy(), spec)
+    np.testing.assert_allclose(leaf.grad.numpy(), want, rtol=1e-10, atol=1e-300)
+    fused = lambda x: poly_loss(x, t, spec, family="sigmoid", reduction="none")  # noqa: E731
+    assert gradcheck(fused, (z.clone().requires_grad_(True),))
+    assert gradgradcheck(fused, (z.clone().requires_grad_(True),))
