@@ -196,10 +196,11 @@ class SigmoidPoly1Focal(torch.autograd.Function):
             return out, None, None, None, None, None
         slope = torch.rsub(t, 1.0, alpha=2.0).mul_(p).mul_(q)  # d x / d z = (1 - 2t) p (1 - p)
         if gamma == 0:
-            out = slope.mul_(eps).add_(p).sub_(t)
+            out = slope.mul_(eps).add_(x).addcmul_(t, q, value=-2.0)  # p - t = x - 2 t q, exact at t = 0, 1
         else:
             inner = torch.add(bce, x, alpha=eps * (gamma + 1) / gamma).mul_(slope).mul_(gamma)
-            out = torch.sub(p, t, out=slope).mul_(x).add_(inner)  # slope's memory, no third temporary
+            # p - t = x - 2 t q (exact at t = 0 and 1), into slope's memory: no third temporary.
+            out = torch.addcmul(x, t, q, value=-2.0, out=slope).mul_(x).add_(inner)
             if power is not None:
                 out = out.mul_(power)
         a_t = sigmoid_alpha_t(t, ctx.alpha)

@@ -31,6 +31,11 @@ from ._autograd import DensePoly1, SigmoidPoly1Focal, TargetCrossEntropy, eager
 from ._ops import OPS
 
 
+# Below this many logits a custom Function's fixed cost (ctx, saved tensors, its own graph node)
+# outweighs the passes it saves, so small heads take the plain composition. A speed choice only.
+_SMALL = 1 << 15
+
+
 def _eps(spec: PolySpec, epsilon: Any) -> tuple[Any, ...]:
     return spec.epsilons if epsilon is None else (epsilon, *spec.epsilons[1:])
 
@@ -91,7 +96,7 @@ def softmax_indices(
     if not spec.label_smoothing:
         # Hard labels: every member is a function of the cross-entropy c and x = 1 - p_t (SPEC section
         # 4); both are 0 where ignored, and so is every member's loss.
-        if eager(z):
+        if eager(z) and z.numel() >= _SMALL:
             c, x, _, ignored = TargetCrossEntropy.apply(z, index, ignore_index, dim)
         else:
             c = F.cross_entropy(z, index, ignore_index=ignore_index, reduction="none")

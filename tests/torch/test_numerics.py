@@ -278,7 +278,36 @@ def test_sigmoid_poly1_focal_function_gradients(gamma: float, soft: bool) -> Non
     leaf = z.clone().requires_grad_(True)
     poly_loss(leaf, t, spec, family="sigmoid", reduction="sum").backward()
     want = reference.sigmoid_poly_loss_grad(z.numpy(), t.numpy(), spec)
-    np.testing.assert_allclose(leaf.grad.numpy(), want, rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(leaf.grad.numpy(), want, rtol=1e-10, atol=1e-15)
     fused = lambda x: poly_loss(x, t, spec, family="sigmoid", reduction="none")  # noqa: E731
     assert gradcheck(fused, (z.clone().requires_grad_(True),))
     assert gradgradcheck(fused, (z.clone().requires_grad_(True),))
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("spec", [PolySpec.poly1(2.0), PolySpec(epsilons=(1.0, 0.5), gamma=1.5, alpha=0.5)], ids=str)
+def test_large_inputs_take_the_function_and_agree_with_the_composition(reduction: str, spec: PolySpec) -> None:
+    """Above the small-head threshold eager calls take TargetCrossEntropy; same values and gradients as the
+    plain composition that small heads, torch.compile and torch.func use (weights and ignore_index included)."""
+    import polyloss_torch._impl as impl
+
+    shape = (8, 40, 13, 11)  # 45 760 logits, above impl._SMALL
+    assert logits(shape, seed=60).numel() >= impl._SMALL
+    z = logits(shape, seed=60, dtype=torch.float64)
+    target = class_indices(shape, seed=60, ignore_index=255)
+    weight = class_weight(40, seed=60, dtype=torch.float64)
+
+    def value_and_grad():
+        leaf = z.clone().requires_grad_(True)
+        out = poly_loss(leaf, target, spec, weight=weight, ignore_index=255, reduction=reduction)
+        out.sum().backward()
+        return out.detach(), leaf.grad
+
+    fused = value_and_grad()
+    real = impl.eager
+    impl.eager = lambda tensor: False
+    try:
+        composed = value_and_grad()
+    finally:
+        impl.eager = real
+    torch.testing.assert_close(fused, composed)
