@@ -30,7 +30,6 @@ from polyloss_core.series import (
 from ._autograd import DensePoly1, SigmoidPoly1Focal, TargetCrossEntropy, eager
 from ._ops import OPS
 
-
 # Below this many logits a custom Function's fixed cost (ctx, saved tensors, its own graph node)
 # outweighs the passes it saves, so small heads take the plain composition. A speed choice only.
 _SMALL = 1 << 15
