@@ -30,7 +30,12 @@ import torch
 from torch import Tensor
 from torch.autograd import forward_ad
 
-from polyloss_core.series import sigmoid_alpha_t
+from polyloss_core import PolySpec
+from polyloss_core.series import loss_from_ce, sigmoid_alpha_t
+
+from ._ops import OPS
+
+POLY1 = PolySpec.poly1()  # its epsilon is replaced per call
 
 # Below this many classes on a contiguous dimension (the float vector width of an AVX-512
 # CPU), torch's softmax kernel takes a slow per-row path and its log-softmax kernel is faster.
@@ -131,7 +136,8 @@ class DensePoly1(torch.autograd.Function):
         p = log_p.exp_()
         total = r.sum(dim)
         overlap = torch.linalg.vecdot(r, p, dim=dim)
-        loss = torch.add(ce, total - overlap, alpha=epsilon)
+        # Poly-1 from its cross-entropy and sum_c r_c (1 - p_c) = S - T: the core's one rule.
+        loss = loss_from_ce(ce, total - overlap, POLY1, OPS, epsilon=epsilon)
         ctx.dim, ctx.epsilon = dim, epsilon
         ctx.save_for_backward(p, r, total, overlap)
         ctx.set_materialize_grads(False)
@@ -158,7 +164,7 @@ class DensePoly1(torch.autograd.Function):
 
 
 class SigmoidPoly1Focal(torch.autograd.Function):
-    """Per-element sigmoid Poly-1 focal loss ``a_t (BCE x^g + eps x^(g+1))`` for an integer ``g >= 0``.
+    """Per-element sigmoid Poly-1 focal loss ``a_t (BCE x^g + eps x^(g+1))`` for a spec with integer ``g >= 0``.
 
     ``x = 1 - p_t = t sigmoid(-z) + (1 - t) sigmoid(z)`` (a ``lerp`` of two accurate
     sigmoids, no cancellation as ``p_t -> 1``); ``a_t`` is core's ``sigmoid_alpha_t``
@@ -171,15 +177,14 @@ class SigmoidPoly1Focal(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, z: Tensor, t: Tensor, alpha: float | None, gamma: int, epsilon: float, composed: Any
+        ctx: Any, z: Tensor, t: Tensor, spec: PolySpec, epsilon: float, composed: Any
     ) -> Tensor:
+        alpha, gamma = spec.alpha, int(spec.gamma)
         q, p = torch.sigmoid(-z), torch.sigmoid(z)
         bce = torch.nn.functional.binary_cross_entropy_with_logits(z, t, reduction="none")
         x = torch.lerp(p, q, t)
-        power = (x if gamma == 2 else x ** (gamma - 1)) if gamma > 1 else None  # x^(g-1); g = 1: 1
-        focal = x if gamma == 1 else (power * x if power is not None else None)
-        loss = torch.add(bce, x, alpha=epsilon)
-        loss = loss if focal is None else loss.mul_(focal)
+        power = (x if gamma == 2 else x ** (gamma - 1)) if gamma > 1 else None  # x^(g-1), for the backward
+        loss = loss_from_ce(bce, x, spec, OPS, epsilon=epsilon)  # the value: the core's one definition
         a_t = sigmoid_alpha_t(t, alpha)
         if a_t is not None:
             loss = loss.mul_(a_t)
@@ -188,12 +193,12 @@ class SigmoidPoly1Focal(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:  # type: ignore[override]
         z, t, p, q, bce, x, power = ctx.saved_tensors
         gamma, eps = ctx.gamma, ctx.epsilon
         if torch.is_grad_enabled():  # double backward: differentiate the plain composition instead
             (out,) = torch.autograd.grad(ctx.composed(z), z, grad, create_graph=True)
-            return out, None, None, None, None, None
+            return out, None, None, None, None
         slope = torch.rsub(t, 1.0, alpha=2.0).mul_(p).mul_(q)  # d x / d z = (1 - 2t) p (1 - p)
         if gamma == 0:
             out = slope.mul_(eps).add_(x).addcmul_(t, q, value=-2.0)  # p - t = x - 2 t q, exact at t = 0, 1
@@ -204,4 +209,4 @@ class SigmoidPoly1Focal(torch.autograd.Function):
             if power is not None:
                 out = out.mul_(power)
         a_t = sigmoid_alpha_t(t, ctx.alpha)
-        return (out if a_t is None else out.mul_(a_t)).mul_(grad), None, None, None, None, None
+        return (out if a_t is None else out.mul_(a_t)).mul_(grad), None, None, None, None

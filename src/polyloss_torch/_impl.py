@@ -191,7 +191,7 @@ def sigmoid(
 
     eps = _eps(spec, epsilon)
     if len(eps) == 1 and spec.gamma == int(spec.gamma) and eager(z) and not t.requires_grad:
-        loss = SigmoidPoly1Focal.apply(z, t, spec.alpha, int(spec.gamma), eps[0], composed)
+        loss = SigmoidPoly1Focal.apply(z, t, spec, eps[0], composed)
     else:
         loss = composed(z)
     if weight is not None:
