@@ -37,8 +37,9 @@ from ._ops import OPS
 
 POLY1 = PolySpec.poly1()  # its epsilon is replaced per call
 
-# Below this many classes on a contiguous dimension (the float vector width of an AVX-512
-# CPU), torch's softmax kernel takes a slow per-row path and its log-softmax kernel is faster.
+# Below this many classes on a contiguous dimension (the float vector width of an AVX-512 CPU),
+# torch's softmax kernel takes a slow per-row path; for a strided class dimension (segmentation)
+# the softmax path's underflow fallback (two reductions over the logits) costs more than the exp.
 _MIN_VECTOR_CLASSES = 16
 
 
@@ -58,7 +59,7 @@ def eager(tensor: Tensor) -> bool:
 
 def softmax_kernel_is_faster(z: Tensor, dim: int) -> bool:
     """Whether ``softmax`` beats ``log_softmax`` then ``exp`` (a speed choice; same numbers to rounding)."""
-    return z.stride(dim) != 1 or z.shape[dim] >= _MIN_VECTOR_CLASSES
+    return z.stride(dim) == 1 and z.shape[dim] >= _MIN_VECTOR_CLASSES
 
 
 class TargetCrossEntropy(torch.autograd.Function):
@@ -80,12 +81,12 @@ class TargetCrossEntropy(torch.autograd.Function):
         safe = index.masked_fill(ignored, 0).unsqueeze(dim)
         if softmax_kernel_is_faster(z, dim):
             p = torch.softmax(z, dim)
-            p_t = p.gather(dim, safe).squeeze(dim)
+            p_t = p.gather(dim, safe).squeeze(dim).masked_fill_(ignored, 1.0)  # c = x = 0 where ignored
             # Where p_t underflows (a logit gap beyond ~87 in float32), -log p_t is inexact or inf;
             # there c = (z_max - z_t) - log p_max, exact since p_max >= 1/C. Branch-free: no host read.
             exact = (z.amax(dim) - z.gather(dim, safe).squeeze(dim)).sub_(p.amax(dim).log_())
-            c = torch.where(p_t < torch.finfo(p_t.dtype).tiny, exact, p_t.log().neg_()).masked_fill_(ignored, 0.0)
-            x = torch.rsub(p_t, 1.0).masked_fill_(ignored, 0.0)
+            c = torch.where(p_t < torch.finfo(p_t.dtype).tiny, exact, p_t.log().neg_())
+            x = torch.rsub(p_t, 1.0)
         else:  # few classes: one kernel gives c, 0 where ignored, and the bounds check
             log_p = torch.log_softmax(z, dim)
             c = torch.nn.functional.nll_loss(log_p, index, ignore_index=ignore_index, reduction="none")

@@ -160,7 +160,7 @@ def test_module_under_torch_func_jvp() -> None:
 # --------------------------------------------------------------------------- the custom Function's two forward kernels
 @pytest.mark.parametrize(
     ("shape", "softmax_kernel"),
-    [((6, 3), False), ((6, 20), True), ((20,), True), ((2, 20, 3, 2), True), ((4, 12), False), ((3,), False)],
+    [((6, 3), False), ((6, 20), True), ((20,), True), ((2, 20, 3, 2), False), ((4, 12), False), ((3,), False)],
     ids=["few-classes", "many-classes", "unbatched", "strided-classes", "below-vector-width", "unbatched-few"],
 )
 def test_both_forward_kernels_agree(shape: tuple[int, ...], softmax_kernel: bool) -> None:
@@ -203,7 +203,7 @@ def test_underflowing_target_probability_gives_the_exact_cross_entropy(
     dim = 0 if len(shape) == 1 else 1
     num_classes = shape[dim]
     z = logits(shape, seed=42, dtype=dtype)
-    assert softmax_kernel_is_faster(z, dim)
+    assert softmax_kernel_is_faster(z, dim) is (len(shape) != 3)  # strided classes take log_softmax
     target = class_indices(shape, seed=42, ignore_index=None)
     moved, flat_target = z.movedim(dim, -1).reshape(-1, num_classes), target.reshape(-1)
     gaps = torch.tensor([1e4, 90.0, 120.0, 800.0, 0.0], dtype=dtype)
