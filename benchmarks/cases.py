@@ -72,8 +72,11 @@ FULL_SHAPES: tuple[Shape, ...] = (
     Shape("many-small", "many small examples", (65536, 10), "softmax"),
     # RetinaNet on a 512 x 512 image: 9 anchors on 64^2 + 32^2 + 16^2 + 8^2 + 4^2 positions.
     Shape("detection", "dense detection (sigmoid)", (8, 49104, 80), "sigmoid"),
-    Shape("detection-small", "detection, 4000 anchors (sigmoid)", (8, 4000, 80), "sigmoid"),
-    Shape("multilabel-small", "many small multi-label examples (sigmoid)", (1, 65536, 10), "sigmoid"),
+    # Issue 12's targets: a detection batch of 4000 anchors, many tiny sigmoid rows, small heads (per-call cost).
+    Shape("detection-4000", "detection, 4000 anchors (sigmoid)", (8, 4000, 80), "sigmoid"),
+    Shape("sigmoid-many-small", "many small rows (sigmoid)", (1, 65536, 10), "sigmoid"),
+    Shape("small-head-32", "small head, batch 32", (32, 10), "softmax"),
+    Shape("small-head-256", "small head, batch 256", (256, 10), "softmax"),
 )
 QUICK_SHAPES: tuple[Shape, ...] = (
     FULL_SHAPES[0],

@@ -1,33 +1,35 @@
-"""``torch.nn.Module`` wrappers: they hold configuration and call ``polyloss_torch.functional``.
+"""``torch.nn.Module`` classes: configuration only, validated once when set, computed by ``_validate`` + ``_impl``.
 
 As in ``torch.nn.CrossEntropyLoss``, the class weights are a registered buffer,
 so ``.to(device)``, ``.half()``, ``state_dict()``, pickling and ``deepcopy``
-carry them along; every other option is a plain attribute shown by ``repr``.
-"""
+carry them along; every other option is an attribute shown by ``repr``. The
+options that form the ``PolySpec`` (``epsilon``, ``label_smoothing``, ``gamma``,
+``alpha``) are properties: assigning one validates it and rebuilds the spec
+there, outside any ``torch.compile`` graph, so ``forward`` only reads it.
 
-from __future__ import annotations
+``torch.jit.script`` is not supported: ``forward`` runs Python-side checks and
+the ``polyloss_core`` maths, which TorchScript cannot compile, so scripting
+raises. ``torch.jit.trace``, ``torch.compile`` and ``torch.export`` work.
+"""
 
 from typing import Any
 
 from torch import Tensor, nn
 
 from polyloss_core import PolySpec, check_family
+from polyloss_core.checks import (
+    check_epsilon,
+    check_gamma,
+    check_int,
+    check_label_smoothing,
+    check_reduction,
+    check_sigmoid_alpha,
+)
 
-from . import functional as PF
+from . import _validate as V
+from .functional import _loss
 
 __all__ = ["Poly1CrossEntropyLoss", "Poly1FocalLoss", "PolyLoss"]
-
-
-def _check_weight_buffer(weight: Any) -> Tensor | None:
-    if weight is None:
-        return None
-    if not isinstance(weight, Tensor):
-        raise TypeError(f"weight must be a torch.Tensor or None, got {type(weight).__name__}")
-    if not weight.is_floating_point():
-        raise TypeError(f"weight must have a floating point dtype, got {weight.dtype}")
-    if weight.dim() != 1:
-        raise ValueError(f"weight must have shape (C,), one entry per class, got {tuple(weight.shape)}")
-    return weight
 
 
 class PolyLoss(nn.Module):
@@ -80,8 +82,6 @@ class PolyLoss(nn.Module):
         Loss Functions", ICLR 2022, arXiv:2204.12511.
     """
 
-    weight: Tensor | None
-
     def __init__(
         self,
         spec: PolySpec,
@@ -92,25 +92,17 @@ class PolyLoss(nn.Module):
         reduction: str = "mean",
     ) -> None:
         super().__init__()
-        weight = _check_weight_buffer(weight)
+        weight = V.weight(weight)
         check_family(spec, family, None if weight is None else weight.shape[0])
         self.spec = spec
         self.family = family
-        self.ignore_index = PF._check_ignore_index(ignore_index)
-        self.reduction = PF._check_reduction(reduction)
+        self.ignore_index = check_int("ignore_index", ignore_index)
+        self.reduction = check_reduction(reduction)
         self.register_buffer("weight", weight)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss of ``input`` logits against ``target``; see the class docstring."""
-        return PF.poly_loss(
-            input,
-            target,
-            self.spec,
-            family=self.family,
-            weight=self.weight,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-        )
+        return _loss(input, target, self.spec, self.family, self.weight, self.ignore_index, self.reduction)
 
     def extra_repr(self) -> str:
         return (
@@ -175,8 +167,6 @@ class Poly1CrossEntropyLoss(nn.Module):
         Loss Functions", ICLR 2022, arXiv:2204.12511.
     """
 
-    weight: Tensor | None
-
     def __init__(
         self,
         *,
@@ -187,24 +177,36 @@ class Poly1CrossEntropyLoss(nn.Module):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
-        self.epsilon = PF._check_epsilon(epsilon)
-        self.label_smoothing = PF._check_real("label_smoothing", label_smoothing)
-        PF._poly1_spec(self.epsilon, self.label_smoothing)  # validates label_smoothing now
-        self.ignore_index = PF._check_ignore_index(ignore_index)
-        self.reduction = PF._check_reduction(reduction)
-        self.register_buffer("weight", _check_weight_buffer(weight))
+        self._epsilon, self._label_smoothing = 1.0, 0.0
+        self.epsilon = epsilon
+        self.label_smoothing = label_smoothing
+        self.ignore_index = check_int("ignore_index", ignore_index)
+        self.reduction = check_reduction(reduction)
+        self.register_buffer("weight", V.weight(weight))
+
+    @property
+    def epsilon(self) -> float:
+        """Coefficient of ``(1 - p_t)``, ``>= -1``; validated when assigned."""
+        return self._epsilon
+
+    @epsilon.setter
+    def epsilon(self, value: float) -> None:
+        self._epsilon = check_epsilon(value)
+        self.spec = PolySpec.poly1(self._epsilon, label_smoothing=self._label_smoothing)
+
+    @property
+    def label_smoothing(self) -> float:
+        """``s`` in ``[0, 1)``; validated when assigned."""
+        return self._label_smoothing
+
+    @label_smoothing.setter
+    def label_smoothing(self, value: float) -> None:
+        self._label_smoothing = check_label_smoothing(value)
+        self.spec = PolySpec.poly1(self._epsilon, label_smoothing=self._label_smoothing)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The loss of ``input`` logits against ``target``; see the class docstring."""
-        return PF.poly1_cross_entropy(
-            input,
-            target,
-            epsilon=self.epsilon,
-            weight=self.weight,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            label_smoothing=self.label_smoothing,
-        )
+        return _loss(input, target, self.spec, "softmax", self.weight, self.ignore_index, self.reduction)
 
     def extra_repr(self) -> str:
         return (
@@ -259,25 +261,29 @@ class Poly1FocalLoss(nn.Module):
     """
 
     def __init__(
-        self,
-        *,
-        epsilon: float = 1.0,
-        alpha: float | None = 0.25,
-        gamma: float = 2.0,
-        reduction: str = "none",
+        self, *, epsilon: float = 1.0, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "none"
     ) -> None:
         super().__init__()
-        self.epsilon = PF._check_epsilon(epsilon)
-        self.alpha = alpha
-        self.gamma = PF._check_real("gamma", gamma)
-        self.reduction = PF._check_reduction(reduction)
-        PF._poly1_focal_spec(self.epsilon, self.gamma, PF._focal_alpha(alpha))  # validates alpha and gamma now
+        self._config = {"epsilon": 1.0, "alpha": None, "gamma": 2.0}
+        self.epsilon, self.alpha, self.gamma = epsilon, alpha, gamma
+        self.reduction = check_reduction(reduction)
+
+    def _set(self, name: str, value: Any, checked: Any) -> None:
+        config = {**self._config, name: value}
+        self.spec = PolySpec.poly1_focal(
+            check_epsilon(config["epsilon"]),
+            check_gamma(config["gamma"]),
+            check_sigmoid_alpha(config["alpha"], negative_disables=True),
+        )
+        self._config[name] = checked
+
+    epsilon = property(lambda self: self._config["epsilon"], lambda self, v: self._set("epsilon", v, check_epsilon(v)))
+    gamma = property(lambda self: self._config["gamma"], lambda self, v: self._set("gamma", v, check_gamma(v)))
+    alpha = property(lambda self: self._config["alpha"], lambda self, v: self._set("alpha", v, v))
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The per-element loss of ``input`` logits against ``target``, reduced as configured."""
-        return PF.poly1_focal_loss(
-            input, target, epsilon=self.epsilon, alpha=self.alpha, gamma=self.gamma, reduction=self.reduction
-        )
+        return _loss(input, target, self.spec, "sigmoid", None, -100, self.reduction)
 
     def extra_repr(self) -> str:
         return f"epsilon={self.epsilon}, alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"

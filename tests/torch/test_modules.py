@@ -151,13 +151,23 @@ def test_weight_of_another_dtype_is_cast_to_the_computation() -> None:
     )
 
 
-def test_mutating_a_module_attribute_changes_the_loss() -> None:
-    """Modules only hold configuration: the next call reads the new value (and validates it)."""
+def test_assigning_a_module_option_validates_it_and_changes_the_loss() -> None:
+    """Options are validated once, when set (in __init__ or by assignment), never per call."""
     module = Poly1CrossEntropyLoss(epsilon=1.0)
     z = logits((6, 5), seed=6)
     target = class_indices((6, 5), seed=6)
     module.epsilon = 3.0
-    assert torch.equal(module(z, target), poly1_cross_entropy(z, target, epsilon=3.0))
-    module.epsilon = -7.0
+    module.label_smoothing = 0.1
+    want = poly1_cross_entropy(z, target, epsilon=3.0, label_smoothing=0.1)
+    assert torch.equal(module(z, target), want)
     with pytest.raises(ValueError, match=r"epsilon .* got epsilon=-7\.0"):
-        module(z, target)
+        module.epsilon = -7.0
+    assert module.epsilon == 3.0
+    assert torch.equal(module(z, target), want)
+    focal = Poly1FocalLoss()
+    focal.gamma = 3.0
+    soft = probabilities((6, 5), seed=6)
+    assert torch.equal(focal(z, soft), poly1_focal_loss(z, soft, gamma=3.0))
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\]"):
+        focal.alpha = 2.0
+    assert focal.alpha == 0.25

@@ -1,0 +1,204 @@
+"""The PolyLoss maths for torch tensors, on validated arguments and a validated ``PolySpec``.
+
+Three paths: softmax with class indices, softmax with dense targets, sigmoid.
+The polynomial, the fractional-gamma rule, smoothing and alpha all come from
+``polyloss_core.series``; this module supplies the torch cross-entropies, the
+gathers and the reductions (torch's ``mean`` semantics). ``epsilon``, when
+given, replaces ``eps_1`` of the spec (the Poly-1 functions pass theirs here,
+so a spec need not be built per value).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from polyloss_core import PolySpec
+from polyloss_core.series import (
+    alpha_parts,
+    loss_from_ce,
+    poly1_class_sum,
+    sigmoid_alpha_t,
+    smooth_binary_targets,
+    smooth_targets,
+    smoothing_weights,
+)
+
+from ._autograd import DensePoly1, SigmoidPoly1Focal, TargetCrossEntropy, eager
+from ._ops import OPS
+
+# Below this many logits a custom Function's fixed cost (ctx, saved tensors, its own graph node)
+# outweighs the passes it saves, so small heads take the plain composition. A speed choice only.
+_SMALL = 1 << 15
+
+
+def _eps(spec: PolySpec, epsilon: Any) -> tuple[Any, ...]:
+    return spec.epsilons if epsilon is None else (epsilon, *spec.epsilons[1:])
+
+
+def _is_poly1(spec: PolySpec, epsilon: Any) -> bool:
+    return spec.gamma == 0.0 and len(_eps(spec, epsilon)) == 1
+
+
+def _is_cross_entropy(spec: PolySpec, epsilon: Any) -> bool:
+    # Spelled out rather than spec.is_cross_entropy: torch.compile does not read dataclass properties.
+    return spec.gamma == 0.0 and spec.alpha is None and not any(e != 0.0 for e in _eps(spec, epsilon))
+
+
+def _class_view(t: Tensor, ndim: int, dim: int) -> Tensor:
+    return t.view([-1 if d == dim else 1 for d in range(ndim)])
+
+
+def _scale(spec: PolySpec, weight: Tensor | None, z: Tensor) -> tuple[float, Tensor | None]:
+    """``spec.alpha`` and torch's ``weight`` as a scalar and an optional per-class tensor."""
+    scalar, per_class = alpha_parts(spec)
+    if per_class is not None:
+        alpha = torch.tensor(per_class, dtype=z.dtype, device=z.device)
+        weight = alpha if weight is None else weight * alpha
+    return scalar, weight
+
+
+def _reduce(loss: Tensor, reduction: str, denominator: Tensor | None = None) -> Tensor:
+    if reduction == "none":
+        return loss
+    if reduction == "sum" or denominator is not None:
+        total = loss.sum()
+        return total if reduction == "sum" else total / denominator
+    return loss.mean()
+
+
+def softmax_indices(
+    z: Tensor,
+    index: Tensor,
+    spec: PolySpec,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    dim: int,
+    epsilon: Any = None,
+) -> Tensor:
+    """Softmax family, int64 class indices ``index`` (no value checks: bad ones fail in the kernels)."""
+    if _is_cross_entropy(spec, epsilon):
+        return F.cross_entropy(
+            z,
+            index,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=spec.label_smoothing,
+        )
+    num_classes = z.shape[dim]
+    scalar, scale = _scale(spec, weight, z)
+    if not spec.label_smoothing:
+        # Hard labels: every member is a function of the cross-entropy c and x = 1 - p_t (SPEC section
+        # 4); both are 0 where ignored, and so is every member's loss.
+        if eager(z) and z.numel() >= _SMALL:
+            c, x, _, ignored = TargetCrossEntropy.apply(z, index, ignore_index, dim)
+        else:
+            c = F.cross_entropy(z, index, ignore_index=ignore_index, reduction="none")
+            x, ignored = -torch.expm1(-c), index == ignore_index
+        loss = loss_from_ce(c, x, spec, OPS, epsilon=epsilon)
+        safe = index if scale is None and weight is None else index.masked_fill(ignored, 0)
+        if scale is not None:
+            loss = loss * scale.index_select(0, safe.reshape(-1)).view(safe.shape)
+    else:
+        # (1 - s) * hard-label loss + (s / C) * sum over classes (core's decomposition, no one-hot).
+        ignored = index == ignore_index
+        safe = index.masked_fill(ignored, 0)
+        keep, spread = smoothing_weights(spec, num_classes)
+        log_p = F.log_softmax(z, dim)
+        if _is_poly1(spec, epsilon) and scale is None:
+            c = -log_p.gather(dim, safe.unsqueeze(dim)).squeeze(dim)
+            at_target = loss_from_ce(c, -torch.expm1(-c), spec, OPS, epsilon=epsilon)
+            class_sum = poly1_class_sum(-log_p.sum(dim), spec, num_classes, epsilon=epsilon)
+        else:
+            per_class = loss_from_ce(-log_p, -torch.expm1(log_p), spec, OPS, epsilon=epsilon)
+            if scale is not None:
+                per_class = per_class * _class_view(scale, z.dim(), dim)
+            at_target = per_class.gather(dim, safe.unsqueeze(dim)).squeeze(dim)
+            class_sum = per_class.sum(dim)
+        loss = torch.add(keep * at_target, class_sum, alpha=spread).masked_fill(ignored, 0.0)
+    if scalar != 1.0:
+        loss = loss * scalar
+    if reduction != "mean":
+        return _reduce(loss, reduction)
+    # torch's mean: over the summed weight of the non-ignored targets (their count without weight);
+    # spec.alpha scales the loss but is no normaliser.
+    if weight is None:
+        return _reduce(loss, reduction, ignored.numel() - ignored.sum())
+    target_weight = weight.index_select(0, safe.reshape(-1)).view(safe.shape)
+    return _reduce(loss, reduction, target_weight.masked_fill(ignored, 0.0).sum())
+
+
+def softmax_dense(
+    z: Tensor, target: Tensor, spec: PolySpec, weight: Tensor | None, reduction: str, dim: int, epsilon: Any = None
+) -> Tensor:
+    """Softmax family, dense targets (probabilities, one-hot floats, mixup, unnormalised)."""
+    if _is_cross_entropy(spec, epsilon):
+        return F.cross_entropy(z, target, weight=weight, reduction=reduction, label_smoothing=spec.label_smoothing)
+    q = smooth_targets(target, spec, z.shape[dim])
+    scalar, scale = _scale(spec, weight, z)
+    if _is_poly1(spec, epsilon) and eager(z) and not q.requires_grad:
+        r = q if scale is None else q * _class_view(scale, z.dim(), dim)
+        loss, _ = DensePoly1.apply(z, r, _eps(spec, epsilon)[0], dim)
+    else:
+        log_p = F.log_softmax(z, dim)
+        per_class = loss_from_ce(-log_p, -torch.expm1(log_p), spec, OPS, epsilon=epsilon)
+        if scale is not None:
+            per_class = per_class * _class_view(scale, z.dim(), dim)
+        loss = (q * per_class).sum(dim)
+    # torch divides by the number of examples for probability targets, weighted or not.
+    return _reduce(loss if scalar == 1.0 else loss * scalar, reduction)
+
+
+def sigmoid(
+    z: Tensor,
+    target: Tensor,
+    spec: PolySpec,
+    weight: Tensor | None,
+    ignore_index: int,
+    reduction: str,
+    dim: int,
+    *,
+    indices: bool,
+    checked: bool,
+    epsilon: Any = None,
+) -> Tensor:
+    """Sigmoid family. ``indices``: class indices meaning one-hot along ``dim``. ``checked``: the
+    targets' values were verified on the host; otherwise elements with targets outside ``[0, 1]``
+    get NaN (SPEC section 6), without reading anything back."""
+    ignored = None
+    if indices:
+        ignored = target == ignore_index
+        safe = target.masked_fill(ignored, 0)
+        t = torch.zeros_like(z).scatter_(dim, safe.unsqueeze(dim), 1.0)
+    else:
+        t = target.to(z.dtype)
+    hard = (indices or not target.is_floating_point()) and not spec.label_smoothing
+    t = smooth_binary_targets(t, spec)
+
+    def composed(z: Tensor) -> Tensor:
+        bce = F.binary_cross_entropy_with_logits(z, t, reduction="none")
+        # 0/1 targets: p_t = exp(-BCE) exactly; otherwise 1 - p_t = t (1 - p) + (1 - t) p, a sum of
+        # non-negative terms, accurate in every regime.
+        x = -torch.expm1(-bce) if hard else t * torch.sigmoid(-z) + (1.0 - t) * torch.sigmoid(z)
+        loss = loss_from_ce(bce, x, spec, OPS, epsilon=epsilon)
+        alpha_t = sigmoid_alpha_t(t, spec.alpha)  # type: ignore[arg-type]  # check_family: a number or None
+        return loss if alpha_t is None else loss * alpha_t
+
+    eps = _eps(spec, epsilon)
+    if len(eps) == 1 and spec.gamma == int(spec.gamma) and eager(z) and not t.requires_grad:
+        loss = SigmoidPoly1Focal.apply(z, t, spec, eps[0], composed)
+    else:
+        loss = composed(z)
+    if weight is not None:
+        loss = loss * _class_view(weight, z.dim(), dim)
+    if not (indices or checked):
+        loss = torch.where((target >= 0) & (target <= 1), loss, torch.nan)
+    if ignored is None:
+        return _reduce(loss, reduction)
+    loss = loss.masked_fill(ignored.unsqueeze(dim), 0.0)
+    return _reduce(loss, reduction, (ignored.numel() - ignored.sum()) * z.shape[dim])

@@ -1,0 +1,122 @@
+"""torch tensor checks: types, dtypes and shapes, and label values where that needs no device sync.
+
+The messages come from ``polyloss_core.checks``. The rule for values (written
+down in ``docs/torch.md``):
+
+* class indices are never read in the hot path, on any device. An index outside
+  ``[0, C)`` that is not ``ignore_index`` makes the ``gather`` / ``scatter`` /
+  ``index_select`` kernel fail, as in ``F.cross_entropy``: on CPU the kernel
+  raises and :func:`explain_index_error` turns that into core's ``ValueError``
+  naming the value; on an accelerator the kernel's device-side assertion fires;
+  inside a compiled graph the generated kernel's bounds check raises.
+* sigmoid targets are read (their minimum and maximum) only when they are in
+  host memory and eager (:func:`on_host`): reading CPU memory is no device
+  sync. Elsewhere (accelerators, ``torch.compile``, ``torch.func``) nothing is
+  read and an element whose target lies outside ``[0, 1]`` gets a NaN loss
+  (SPEC section 6).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from polyloss_core.checks import class_index_error, shape_error, target_range_error
+
+from ._autograd import eager
+
+
+def logits(input: Any) -> int:
+    """Check ``input`` (a floating tensor with at least one dimension); return its class dimension."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
+    if not input.is_floating_point():
+        raise TypeError(f"input must have a floating point dtype, got {input.dtype}")
+    if input.dim() == 0:
+        raise ValueError("input must have shape (C,) or (N, C, d1, ..., dK), got a 0-dimensional tensor")
+    return 0 if input.dim() == 1 else 1
+
+
+def target(target: Any) -> bool:
+    """Check ``target`` is a tensor of a usable dtype; return whether it holds class indices."""
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    if target.dtype == torch.bool or target.is_complex():
+        raise TypeError(f"target must hold integer class indices or floating point targets, got dtype {target.dtype}")
+    return not target.is_floating_point()
+
+
+def index_shape(input: Tensor, target: Tensor, dim: int) -> None:
+    """Class indices must have the input's shape without the class dimension."""
+    expected = input.shape[:dim] + input.shape[dim + 1 :]
+    if target.shape != expected:
+        why = f"the input's shape {tuple(input.shape)} without the class dimension {dim}"
+        raise shape_error("class-index target", expected, target.shape, why)
+
+
+def dense_shape(input: Tensor, target: Tensor, what: str = "floating point target (class probabilities)") -> None:
+    """Dense targets must have the input's shape."""
+    if target.shape != input.shape:
+        raise shape_error(what, input.shape, target.shape, "the input's shape")
+
+
+def probability_ignore_index(ignore_index: int) -> None:
+    """``F.cross_entropy``'s rule: a non-negative ``ignore_index`` is an error with probability targets."""
+    if ignore_index >= 0:
+        raise RuntimeError("ignore_index is not supported for floating point target")
+
+
+def weight(weight: Any) -> Tensor | None:
+    """A per-class weight: ``None`` or a floating 1-d tensor (its length is checked per call)."""
+    if weight is None:
+        return None
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"weight must be a torch.Tensor or None, got {type(weight).__name__}")
+    if not weight.is_floating_point():
+        raise TypeError(f"weight must have a floating point dtype, got {weight.dtype}")
+    if weight.dim() != 1:
+        raise ValueError(f"weight must have shape (C,), one entry per class, got {tuple(weight.shape)}")
+    return weight
+
+
+def weight_for(weight: Tensor | None, num_classes: int) -> None:
+    """The weight's length must be the number of classes."""
+    if weight is not None and weight.shape[0] != num_classes:
+        raise shape_error("weight", (num_classes,), weight.shape, "one entry per class")
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays; float16, bfloat16 (any other float) are computed in float32, as under ``torch.autocast``."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def on_host(tensor: Tensor) -> bool:
+    """Whether ``tensor``'s values may be read: eager, real CPU data (no device sync), not being transformed."""
+    return tensor.device.type == "cpu" and eager(tensor)
+
+
+def explain_index_error(error: Exception, target: Tensor, num_classes: int, ignore_index: int | None) -> Exception:
+    """After a kernel's bounds error: core's ``ValueError`` naming the first bad index, else ``error`` itself.
+
+    Runs only on the error path (never in the hot path) and only reads values on the host.
+    """
+    if not (on_host(target) and not target.is_floating_point()):
+        return error
+    bad = (target < 0) | (target >= num_classes)
+    if ignore_index is not None:
+        bad &= target != ignore_index
+    values = target[bad]
+    return class_index_error(values[0].item(), num_classes, ignore_index) if values.numel() else error
+
+
+def unit_interval(target: Tensor) -> bool:
+    """Raise core's error for host targets outside ``[0, 1]`` (or NaN); return whether values were checked."""
+    if not on_host(target):
+        return False
+    if target.numel():
+        low, high = torch.stack(torch.aminmax(target)).tolist()
+        if not (low >= 0 and high <= 1):  # also true for NaN
+            raise target_range_error(low, high)
+    return True

@@ -1,0 +1,176 @@
+"""Regression tests for torch conventions found by adversarial testing: each named after what it protects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from polyloss_core import PolySpec
+from polyloss_torch import Poly1CrossEntropyLoss, Poly1FocalLoss, PolyLoss, poly1_cross_entropy, poly_loss
+
+from .helpers import TORCH_JIT_WARNING, class_indices, logits, probabilities
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("family", ["softmax", "sigmoid"])
+@pytest.mark.parametrize("margin", [20.0, 40.0, 100.0])
+def test_second_derivatives_stay_finite_for_fractional_gamma(dtype, family, margin) -> None:
+    z = torch.tensor([[margin, 0.0, 0.0]], dtype=dtype, requires_grad=True)
+    y = torch.tensor([0]) if family == "softmax" else torch.tensor([[1.0, 0.0, 0.0]], dtype=dtype)
+    loss = poly_loss(z, y, PolySpec.focal(gamma=1.5), family=family, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, z, create_graph=True)
+    (second,) = torch.autograd.grad(grad.sum(), z)
+    assert torch.isfinite(grad).all()
+    assert torch.isfinite(second).all(), second
+
+
+def test_second_derivatives_through_target_cross_entropy_match_autograd() -> None:
+    z = logits((4, 6), seed=3, dtype=torch.float64).requires_grad_(True)
+    y = class_indices((4, 6), seed=3)
+    spec = PolySpec(epsilons=(1.0,), gamma=1.5)
+
+    def hessian_row(fn):
+        (grad,) = torch.autograd.grad(fn(z), z, create_graph=True)
+        return torch.autograd.grad(grad[:, 0].sum(), z)[0]
+
+    composed = hessian_row(
+        lambda x: (lambda c: c * (-torch.expm1(-c)) ** 1.5 + (-torch.expm1(-c)) ** 2.5)(
+            torch.nn.functional.cross_entropy(x, y, reduction="none")
+        ).sum()
+    )
+    torch.testing.assert_close(hessian_row(lambda x: poly_loss(x, y, spec, reduction="sum")), composed)
+
+
+@pytest.mark.filterwarnings(TORCH_JIT_WARNING)
+def test_compiled_sigmoid_targets_outside_unit_interval_give_nan() -> None:
+    torch._dynamo.reset()
+    z = logits((3, 4), seed=5)
+    target = torch.full((3, 4), 0.5)
+    target[1, 2] = 2.0
+    module = Poly1FocalLoss()
+    with pytest.raises(ValueError, match="got values in"):
+        module(z, target)  # eager on CPU: raises
+    out = torch.compile(module, fullgraph=True, backend="aot_eager")(z, target)
+    assert torch.isnan(out[1, 2])
+    assert torch.isfinite(out).sum() == 11
+
+
+@pytest.mark.filterwarnings(TORCH_JIT_WARNING)
+def test_compile_two_module_instances_with_different_float_options() -> None:
+    z = logits((6, 5), seed=6)
+    y = class_indices((6, 5), seed=6)
+    soft = probabilities((6, 5), seed=6)
+    torch._dynamo.reset()
+    pairs = [
+        (Poly1CrossEntropyLoss(epsilon=2.0, label_smoothing=0.1), Poly1CrossEntropyLoss(epsilon=2.0), y),
+        (Poly1CrossEntropyLoss(epsilon=1.0), Poly1CrossEntropyLoss(epsilon=3.0), y),
+        (Poly1FocalLoss(gamma=2.0), Poly1FocalLoss(gamma=3.0), soft),
+    ]
+    for first, second, target in pairs:
+        for module in (first, second):
+            got = torch.compile(module, fullgraph=True, backend="aot_eager")(z, target)
+            torch.testing.assert_close(got, module(z, target))
+
+
+def test_jit_trace_with_ignore_index_in_a_later_batch() -> None:
+    module = Poly1CrossEntropyLoss(epsilon=1.0, ignore_index=255)
+    z = logits((6, 5), seed=7)
+    first = class_indices((6, 5), seed=7)  # no ignored entry
+    traced = torch.jit.trace(module, (z, first), check_trace=False)
+    later = first.clone()
+    later[::2] = 255
+    torch.testing.assert_close(traced(z, later), module(z, later))
+    torch.testing.assert_close(traced(z, first), module(z, first))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"epsilon": np.float32(2.0)}, {"label_smoothing": np.float64(0.1)}, {"ignore_index": np.int64(3)}]
+)
+def test_numpy_scalars_are_accepted_as_hyper_parameters(kwargs) -> None:
+    z = logits((6, 5), seed=8)
+    y = class_indices((6, 5), seed=8)
+    plain = {k: v.item() for k, v in kwargs.items()}
+    torch.testing.assert_close(poly1_cross_entropy(z, y, **kwargs), poly1_cross_entropy(z, y, **plain))
+    torch.testing.assert_close(Poly1CrossEntropyLoss(**kwargs)(z, y), Poly1CrossEntropyLoss(**plain)(z, y))
+    assert Poly1FocalLoss(epsilon=np.float32(2.0), gamma=np.int64(3)).gamma == 3.0
+
+
+@pytest.mark.filterwarnings(TORCH_JIT_WARNING)
+@pytest.mark.parametrize("module", [Poly1CrossEntropyLoss(), PolyLoss(PolySpec.poly1()), Poly1FocalLoss()])
+def test_jit_script_is_documented_as_unsupported_and_trace_works(module) -> None:
+    """Documented in the modules' docstring and docs/torch.md: scripting raises; tracing is the TorchScript route."""
+    with pytest.raises(Exception):  # noqa: B017, PT011 - TorchScript's frontend error type varies
+        torch.jit.script(module)
+    z = logits((6, 5), seed=9)
+    target = probabilities((6, 5), seed=9) if isinstance(module, Poly1FocalLoss) else class_indices((6, 5), seed=9)
+    torch.testing.assert_close(torch.jit.trace(module, (z, target), check_trace=False)(z, target), module(z, target))
+
+
+@pytest.mark.parametrize("module", [Poly1CrossEntropyLoss(), Poly1CrossEntropyLoss(epsilon=0.0)])
+def test_probability_targets_with_ignore_index_raise_like_torch(module) -> None:
+    z = logits((4, 3), seed=10)
+    q = probabilities((4, 3), seed=10)
+    message = "ignore_index is not supported for floating point target"
+    for ignore_index in (0, 2, 255):
+        with pytest.raises(RuntimeError, match=message):
+            torch.nn.functional.cross_entropy(z, q, ignore_index=ignore_index)
+        with pytest.raises(RuntimeError, match=message):
+            poly1_cross_entropy(z, q, epsilon=module.epsilon, ignore_index=ignore_index)
+        module.ignore_index = ignore_index
+        with pytest.raises(RuntimeError, match=message):
+            module(z, q)
+    for ignore_index in (-1, -100):  # torch accepts negative values with probabilities, and ignores them
+        module.ignore_index = ignore_index
+        torch.testing.assert_close(module(z, q), poly1_cross_entropy(z, q, epsilon=module.epsilon))
+
+
+class _HostReads(torch.overrides.TorchFunctionMode):
+    """Counts the tensor methods that copy values to the host."""
+
+    NAMES = ("item", "__bool__", "tolist", "cpu", "numpy", "__int__", "__float__", "nonzero")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in self.NAMES:
+            self.calls.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def _fast_path_cases(device: str):
+    z = logits((8, 20), seed=11).to(device).requires_grad_(True)
+    y = class_indices((8, 20), seed=11, ignore_index=-100).to(device)
+    q = probabilities((8, 20), seed=11).to(device)
+    spec = PolySpec(epsilons=(1.0, 0.5), gamma=1.5, label_smoothing=0.1)
+    return [
+        lambda: poly1_cross_entropy(z, y, epsilon=2.0),
+        lambda: poly1_cross_entropy(z, y, epsilon=2.0, label_smoothing=0.1, weight=torch.ones(20, device=device)),
+        lambda: poly1_cross_entropy(z, q, epsilon=2.0),
+        lambda: poly_loss(z, y, spec),
+        lambda: poly_loss(z, q, spec),
+        lambda: poly_loss(z, y, PolySpec.poly1_focal(), family="sigmoid"),
+        lambda: Poly1CrossEntropyLoss(epsilon=2.0)(z, y),
+    ]
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_no_host_reads_on_the_fast_paths(case: int) -> None:
+    with _HostReads() as reads:
+        _fast_path_cases("cpu")[case]().backward()
+    assert reads.calls == []
+
+
+def test_sigmoid_targets_are_read_only_in_host_memory() -> None:
+    """On CPU eager the [0, 1] check reads host memory (no device sync); on any other device nothing is read."""
+    z = torch.empty(8, 20, device="meta")
+    t = torch.empty(8, 20, device="meta")
+    with _HostReads() as reads:
+        Poly1FocalLoss()(z, t)
+    assert reads.calls == []
+    with _HostReads() as reads:
+        Poly1FocalLoss()(logits((8, 20), seed=12), probabilities((8, 20), seed=12))
+    assert reads.calls == ["tolist"]
