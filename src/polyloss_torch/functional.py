@@ -23,6 +23,7 @@ from torch import Tensor
 from polyloss_core import PolySpec, check_epsilon, check_family
 from polyloss_core.series import focal_factor, poly_loss_from_log_prob, polynomial_term
 
+from . import _tensor_parallel
 from ._target_ce import target_cross_entropy, transforming
 
 __all__ = ["poly1_cross_entropy", "poly1_focal_loss", "poly_loss"]
@@ -242,6 +243,8 @@ def _index_target_loss(
 def _softmax_loss(
     input: Tensor, target: Tensor, spec: PolySpec, weight: Any, ignore_index: int, reduction: str
 ) -> Tensor:
+    if _tensor_parallel.is_dtensor(input):  # class-sharded logits under loss_parallel(): no gather
+        return _tensor_parallel.softmax_loss(input, target, spec, weight, ignore_index, reduction)
     class_dim = 0 if input.dim() == 1 else 1
     num_classes = input.shape[class_dim]
     check_family(spec, "softmax", num_classes)
