@@ -15,8 +15,10 @@ also compiles ``cce``) and freeing its results, the process resets its peak
 resident set (Linux ``/proc/self/clear_refs`` = 5), notes its resident size,
 runs one step and reads the peak (``VmHWM``). What the loss adds is that peak
 minus the resident size before the step minus ``size(dh) + size(dW)``, the
-gradients any method must return. Large tensors are ``mmap``-ed by the allocator
-and returned to the system when freed, so the resident peak tracks tensor memory.
+gradients any method must return. The workers run with glibc's mmap threshold
+fixed at 128 KiB (``MALLOC_MMAP_THRESHOLD_``), so every tensor larger than that
+is mapped when allocated and unmapped when freed, and the resident peak tracks
+the live tensors.
 
 Time: one subprocess runs every method in interleaved rounds and reports
 median process CPU time (``time.process_time``) as a ratio to ``unfused``.
@@ -115,7 +117,10 @@ def worker_time(methods: list[str], n: int, d: int, v: int, rounds: int) -> dict
 
 
 def _env(peer_path: str | None) -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    # A fixed mmap threshold: glibc then maps every block over 128 KiB and unmaps it when freed, so the
+    # resident size follows the live tensors (with its default, adaptive threshold, freed blocks up to
+    # 32 MiB stay resident in the heap and blur the peak).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
     paths = [str(ROOT / "src"), *([peer_path] if peer_path else []), env.get("PYTHONPATH", "")]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return env

@@ -240,6 +240,7 @@ class FusedLinearPolyLoss(torch.autograd.Function):
                 grads.add(start, h, _chunk_grad(p, y, a, k, b, u, extra))
             elif plan.per_token:
                 slopes.append(torch.stack((a, k, b)))
+            del z, p, u  # free this chunk before the next one is allocated: one chunk alive, not two
         out = torch.cat(losses) if plan.per_token else torch.cat(losses).sum()
         ctx.plan = plan
         ctx.has_bias = bias is not None
@@ -278,6 +279,7 @@ class FusedLinearPolyLoss(torch.autograd.Function):
             u = _class_terms(log_p, plan.spec, class_weight)[1] if log_p is not None else None
             extra = _extra_scale(plan.spec, coeff[rows] * g[rows], weight.shape[0], u)
             grads.add(start, h, _chunk_grad(p, y, a[rows], k[rows], b[rows], u, extra))
+            del p, log_p, u  # one chunk alive at a time
         dh, dw, db = grads.result()
         return dh, dw, db, None, None, None, None
 
