@@ -25,7 +25,7 @@ from polyloss_core.checks import (
     check_sigmoid_alpha,
 )
 
-from . import _impl
+from . import _impl, _tensor_parallel
 from . import _validate as V
 
 __all__ = ["poly1_cross_entropy", "poly1_focal_loss", "poly_loss"]
@@ -42,6 +42,8 @@ def _loss(
     epsilon: float | None = None,
 ) -> Tensor:
     """Tensor checks (``_validate``) and maths (``_impl``) for already-checked Python arguments."""
+    if family == "softmax" and _tensor_parallel.is_dtensor(input):  # class-sharded logits: no gather
+        return _tensor_parallel.softmax_loss(input, target, spec, weight, ignore_index, reduction, epsilon)
     dim = V.logits(input)
     indices = V.target(target)
     num_classes = input.shape[dim]
