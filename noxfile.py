@@ -31,7 +31,7 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 # backend name -> (extras to install, POLYLOSS_BACKENDS, KERAS_BACKEND, package whose doctests run)
 BACKENDS: dict[str, tuple[str, str, str | None, str]] = {
     "core": ("", "core", None, "polyloss_core"),
-    "torch": ("torch", "core,torch", None, "polyloss_torch"),
+    "torch": ("torch,hf", "core,torch", None, "polyloss_torch"),
     "tf": ("tf", "core,keras", "tensorflow", "polyloss_tf"),
     "jax": ("jax", "core,jax", None, "polyloss_jax"),
     "keras-jax": ("keras,jax", "core,keras", "jax", "polyloss_tf"),
@@ -85,7 +85,7 @@ def tests(session: nox.Session, backend: str) -> None:
 @released_on_ci
 def parity(session: nox.Session) -> None:
     """The shared parity matrix with every backend in one environment, plus the CLI and the docs' snippets."""
-    _install(session, "all", "test")
+    _install(session, "all,hf", "test")
     env = {"POLYLOSS_BACKENDS": "all", "KERAS_BACKEND": "tensorflow"}
     session.run("pytest", "tests/parity", "tests/cli", "tests/docs", *session.posargs, env=env)
 
@@ -151,3 +151,6 @@ def bench_dry_run(session: nox.Session) -> None:
     """Every benchmark case and peer once at tiny sizes, so the benchmark cannot rot (no timing claims)."""
     _install_bench(session)
     session.run("python", "benchmarks/run.py", "--dry-run")
+    # The language-model heads: fused vs unfused, torch and JAX (tiny sizes).
+    session.run("python", "benchmarks/bench_lm.py", "--dry-run")
+    session.run("python", "benchmarks/bench_lm_jax.py", "--dry-run")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 
+# The nox torch session installs the [hf] extra (transformers, accelerate): these tests never skip.
+import accelerate  # noqa: F401  (Trainer needs it)
 import pytest
 import torch
+import transformers
 
 from polyloss_torch import poly1_causal_lm_loss, poly1_cross_entropy
-
-transformers = pytest.importorskip("transformers", reason="the [hf] extra (transformers) is not installed")
-pytest.importorskip("accelerate", reason="transformers' Trainer needs accelerate (the [hf] extra)")
 
 VOCAB = 128
 
