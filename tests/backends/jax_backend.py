@@ -17,6 +17,8 @@ import numpy as np
 
 from polyloss_core import PolySpec
 from polyloss_jax import (
+    linear_poly1_cross_entropy_with_integer_labels,
+    linear_poly_loss,
     poly1_cross_entropy,
     poly1_cross_entropy_with_integer_labels,
     poly1_sigmoid_focal_loss,
@@ -47,11 +49,48 @@ def _is_float64(*arrays: Any) -> bool:
 _POLY1 = poly1_only(smoothing=False)
 
 
+def _as_linear_head(fn: Any) -> Any:
+    """A fused head ``fn(hidden, weight, labels, case)`` called with the case's logits as ``hidden`` and ``weight = I``.
+
+    ``hidden @ I.T`` is the logits exactly, so the fused head's value and its gradient with
+    respect to ``hidden`` are compared with the reference like any other entry point.
+    """
+
+    def call(logits: Any, labels: Any, case: Any, dtype: str) -> Any:
+        z = jnp.moveaxis(logits, case.axis, -1)
+        eye = jnp.eye(z.shape[-1], dtype=z.dtype)
+        return fn(z, eye, labels, case)
+
+    return call
+
+
+def _linear_smoothing(spec: PolySpec) -> bool:
+    """``linear_poly_loss`` smooths labels for cross-entropy and Poly-1 without per-class alpha only."""
+    plain = spec.gamma == 0 and len(spec.epsilons) <= 1 and not isinstance(spec.alpha, tuple)
+    return not spec.label_smoothing or plain
+
+
 def _entry_points() -> tuple[EntryPoint, ...]:
     def spec_call(z: Any, y: Any, c: Any, dtype: str) -> Any:
         return poly_loss(z, y, c.spec, family=c.family, axis=c.axis)
 
     return (
+        EntryPoint(
+            "linear_poly1_cross_entropy_with_integer_labels",
+            "softmax",
+            frozenset({"int"}),
+            _POLY1,
+            _as_linear_head(
+                lambda h, w, y, c: linear_poly1_cross_entropy_with_integer_labels(h, w, y, epsilon=epsilon_of(c.spec))
+            ),
+        ),
+        EntryPoint(
+            "linear_poly_loss",
+            "softmax",
+            frozenset({"int"}),
+            _linear_smoothing,
+            _as_linear_head(lambda h, w, y, c: linear_poly_loss(h, w, y, c.spec)),
+        ),
         EntryPoint("poly_loss", "softmax", SOFTMAX_LABELS, any_spec, spec_call),
         EntryPoint("poly_loss", "sigmoid", SIGMOID_LABELS, any_spec, spec_call),
         EntryPoint(

@@ -17,9 +17,13 @@ import torch
 
 from polyloss_core import PolySpec
 from polyloss_torch import (
+    LinearPoly1CrossEntropyLoss,
+    LinearPolyLoss,
     Poly1CrossEntropyLoss,
     Poly1FocalLoss,
     PolyLoss,
+    linear_poly1_cross_entropy,
+    linear_poly_loss,
     poly1_cross_entropy,
     poly1_focal_loss,
     poly_loss,
@@ -30,6 +34,7 @@ from . import (
     HALF,
     SOFTMAX_LABELS,
     EntryPoint,
+    any_spec,
     epsilon_of,
     poly1_only,
     spec_entry_points,
@@ -57,6 +62,22 @@ def _in_torch_layout(fn: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any, 
         y = labels.movedim(src, dim) if labels.is_floating_point() else labels
         out = fn(z, y, case)
         return out.movedim(dim, src) if case.family == "sigmoid" else out
+
+    return call
+
+
+def _as_linear_head(fn: Callable[[Any, Any, Any, Any], Any]) -> Callable[[Any, Any, Any, str], Any]:
+    """A fused head ``fn(hidden, weight, target, case)`` called with the case's logits as ``hidden`` and ``weight = I``.
+
+    ``hidden @ I.T`` is the logits exactly (in every dtype), so the fused head's value and its
+    gradient with respect to ``hidden`` are compared with the reference like any other entry point.
+    """
+
+    def call(logits: Any, labels: Any, case: Any, dtype: str) -> Any:
+        z = logits.movedim(case.axis % logits.dim(), -1)
+        num_classes = z.shape[-1]
+        eye = torch.eye(num_classes, dtype=z.dtype)
+        return fn(z.reshape(-1, num_classes), eye, labels.reshape(-1), case).reshape(labels.shape)
 
     return call
 
@@ -90,8 +111,43 @@ def _entry_points() -> tuple[EntryPoint, ...]:
         _in_torch_layout(lambda z, y, c: poly_loss(z, y, c.spec, family=c.family, reduction="none")),
         _in_torch_layout(lambda z, y, c: PolyLoss(c.spec, family=c.family, reduction="none")(z, y)),
     )
+    linear_kwargs = lambda c: {"epsilon": epsilon_of(c.spec), "label_smoothing": c.spec.label_smoothing}  # noqa: E731
     return (
         *entries,
+        EntryPoint(
+            "linear_poly1_cross_entropy",
+            "softmax",
+            frozenset({"int"}),
+            poly1_only(),
+            _as_linear_head(
+                lambda h, w, y, c: linear_poly1_cross_entropy(h, w, y, reduction="none", **linear_kwargs(c))
+            ),
+        ),
+        EntryPoint(
+            "LinearPoly1CrossEntropyLoss",
+            "softmax",
+            frozenset({"int"}),
+            poly1_only(),
+            _as_linear_head(
+                lambda h, w, y, c: LinearPoly1CrossEntropyLoss(reduction="none", **linear_kwargs(c))(h, w, y)
+            ),
+            is_class=True,
+        ),
+        EntryPoint(
+            "linear_poly_loss",
+            "softmax",
+            frozenset({"int"}),
+            any_spec,
+            _as_linear_head(lambda h, w, y, c: linear_poly_loss(h, w, y, c.spec, reduction="none")),
+        ),
+        EntryPoint(
+            "LinearPolyLoss",
+            "softmax",
+            frozenset({"int"}),
+            any_spec,
+            _as_linear_head(lambda h, w, y, c: LinearPolyLoss(c.spec, reduction="none")(h, w, y)),
+            is_class=True,
+        ),
         EntryPoint(
             "poly1_cross_entropy",
             "softmax",
