@@ -36,6 +36,7 @@ from polyloss_core import PolySpec, check_family, checks
 from polyloss_core.series import loss_from_ce, poly1_class_sum, smoothing_weights
 
 from ._ops import OPS
+from ._validate import host_labels
 
 __all__ = [
     "VOCAB_BLOCK",
@@ -80,9 +81,10 @@ def linear_poly1_cross_entropy_with_integer_labels(
     (a ``jax.custom_vjp``): ``jax.grad`` and ``jax.value_and_grad`` work with respect to
     ``hidden``, ``weight`` and ``epsilon``, second derivatives do not.
 
-    Out-of-range labels: when ``labels`` (and ``where``, if given) are host arrays
-    (NumPy, lists), an unmasked label outside ``[0, vocab)`` raises ``ValueError``;
-    device arrays are never copied back to check them, and inside ``jax.jit`` such a
+    Out-of-range labels: when reading ``labels`` (and ``where``, if given) needs no
+    device transfer (NumPy arrays, lists, JAX arrays on CPU), an unmasked label outside
+    ``[0, vocab)`` raises ``ValueError``; accelerator arrays are never copied back to
+    check them, and inside ``jax.jit`` such a
     token's loss is ``NaN`` (and its gradient zero), never a plausible number. Masked
     tokens (``where`` false, e.g. padding labelled ``-100``) are not checked.
 
@@ -163,7 +165,7 @@ def linear_poly_loss(
 
     Value and gradients equal ``poly_loss(hidden @ weight.T, labels, spec, where=where)``
     to float32 rounding; the tiling, dtypes, masking, label checks and the one-derivative
-    limit are those of :func:`linear_poly1_cross_entropy_with_integer_labels`.
+    limit are those of ``linear_poly1_cross_entropy_with_integer_labels``.
 
     Args:
         hidden: final hidden states, floating dtype, shape ``[..., dim]``.
@@ -174,15 +176,15 @@ def linear_poly_loss(
         where: optional boolean token mask of shape ``[...]``; masked tokens give ``0``. Default ``None``.
         chunk_size: tokens per tile (int ``>= 1``); ``None`` (default) is ``min(tokens, 1024)``.
         vocab_axis: ``shard_map`` mesh axis splitting ``weight`` by vocabulary rows, as in
-            :func:`linear_poly1_cross_entropy_with_integer_labels`. Default ``None``.
+            ``linear_poly1_cross_entropy_with_integer_labels``. Default ``None``.
 
     Returns:
         The per-token loss, shape ``[...]``, in the inputs' dtype (float32 for 16-bit inputs).
 
     Raises:
-        TypeError: as :func:`linear_poly1_cross_entropy_with_integer_labels`, or ``spec``
+        TypeError: as ``linear_poly1_cross_entropy_with_integer_labels``, or ``spec``
             not a ``PolySpec``.
-        ValueError: as :func:`linear_poly1_cross_entropy_with_integer_labels`, a per-class
+        ValueError: as ``linear_poly1_cross_entropy_with_integer_labels``, a per-class
             ``alpha`` whose length is not the vocabulary size, or label smoothing with a
             focal term, several epsilons or per-class ``alpha`` (use ``poly_loss`` on the logits).
 
@@ -271,18 +273,19 @@ def _as_array(name: str, value: Any) -> jax.Array:
 
 
 def _check_host_labels(labels: Any, where: Any, vocab: int) -> None:
-    """Raise for an unmasked out-of-range label, but only when the values already live on the host.
+    """Raise for an unmasked out-of-range label, but only when reading the values needs no device transfer.
 
-    JAX arrays (device arrays and tracers) are never read back: their bad labels give ``NaN``.
+    The adapter's one host-copy rule (``_validate.host_labels``): NumPy arrays, Python values and
+    JAX arrays on CPU devices are read; tracers and accelerator arrays never are (their bad labels
+    give ``NaN``).
     """
-    if isinstance(labels, jax.Array) or isinstance(where, jax.Array):
-        return
-    values = np.asarray(labels)
-    if values.size == 0:
+    values = host_labels(labels)
+    mask = None if where is None else host_labels(where)
+    if values is None or values.size == 0 or (where is not None and mask is None):
         return
     bad = (values < 0) | (values >= vocab)
-    if where is not None:
-        bad &= np.broadcast_to(np.asarray(where), values.shape)
+    if mask is not None:
+        bad &= np.broadcast_to(mask, values.shape)
     if bad.any():
         raise checks.class_index_error(values[bad].flat[0], vocab, name="labels")
 
