@@ -3,14 +3,14 @@
 No PolyLoss decision lives here, only the derivatives of two softmax quantities
 that torch's own kernels make dear to differentiate on a CPU:
 
-* :class:`TargetCrossEntropy`: ``c = -log p_t`` and ``x = 1 - p_t`` for class
+* ``TargetCrossEntropy``: ``c = -log p_t`` and ``x = 1 - p_t`` for class
   indices. Every member of the family is a function of these two (SPEC section
   4); the polynomial is applied by ``polyloss_core.series`` on ``N``-sized tensors.
   ``F.cross_entropy``'s backward writes a zero-filled one-hot tensor as large as
   the logits and reads it with the saved log-probabilities; the gradient of ``c``
   is simply ``g (p - onehot)``: one multiply over the saved ``p`` and one write
   per example.
-* :class:`DensePoly1`: Poly-1 with dense (probability, one-hot float, mixup)
+* ``DensePoly1``: Poly-1 with dense (probability, one-hot float, mixup)
   targets ``r`` (already smoothed and weighted):
   ``sum_c r_c (-log p_c) + eps (sum_c r_c - sum_c r_c p_c)``, one
   ``log_softmax`` and two reductions, with the elementwise gradient

@@ -1,4 +1,4 @@
-"""The chunked linear + PolyLoss autograd Function behind :mod:`polyloss_torch.linear`.
+"""The chunked linear + PolyLoss autograd Function behind ``polyloss_torch.linear``.
 
 For hard labels every softmax member of the family is a function of the
 per-token cross-entropy ``c = lse(z) - z_y`` (SPEC section 4), and its
@@ -23,7 +23,7 @@ Two schedules, chosen per call:
 The polynomial itself comes from ``polyloss_core.series.loss_from_ce``; its
 derivative with respect to ``c`` (or, for label smoothing with a general spec,
 with respect to ``log p_c``) is taken by forward-mode dual numbers
-(:class:`_Dual`), which any tracer, ``torch.compile`` included, sees as plain
+(``_Dual``), which any tracer, ``torch.compile`` included, sees as plain
 tensor arithmetic. No PolyLoss formula is written twice.
 """
 
@@ -81,7 +81,7 @@ class _Dual:
 
 
 class _DualOps(ArrayOps):
-    """:class:`ArrayOps` over :class:`_Dual` numbers of torch tensors."""
+    """``ArrayOps`` over ``_Dual`` numbers of torch tensors."""
 
     def where(self, condition: Any, a: Any, b: Any) -> Any:
         a_val, a_tan = (a.val, a.tan) if isinstance(a, _Dual) else (a, 0.0)
@@ -158,7 +158,7 @@ def _chunk_forward(
 
     ``coeff`` is the per-token multiplier (0 for ignored tokens, ``spec``'s scalar
     alpha otherwise). The gradient is ``a p - k onehot(y) - b`` plus, for smoothing
-    with a general spec, ``extra (u - p sum u)`` (see :func:`_chunk_grad`).
+    with a general spec, ``extra (u - p sum u)`` (see ``_chunk_grad``).
     Returns ``(loss, p, a, k, b, u)``; ``u`` is ``None`` unless that extra term applies.
     """
     num_classes = z.shape[1]

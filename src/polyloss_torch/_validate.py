@@ -6,11 +6,11 @@ down in ``docs/torch.md``):
 * class indices are never read in the hot path, on any device. An index outside
   ``[0, C)`` that is not ``ignore_index`` makes the ``gather`` / ``scatter`` /
   ``index_select`` kernel fail, as in ``F.cross_entropy``: on CPU the kernel
-  raises and :func:`explain_index_error` turns that into core's ``ValueError``
+  raises and ``explain_index_error`` turns that into core's ``ValueError``
   naming the value; on an accelerator the kernel's device-side assertion fires;
   inside a compiled graph the generated kernel's bounds check raises.
 * sigmoid targets are read (their minimum and maximum) only when they are in
-  host memory and eager (:func:`on_host`): reading CPU memory is no device
+  host memory and eager (``on_host``): reading CPU memory is no device
   sync. Elsewhere (accelerators, ``torch.compile``, ``torch.func``) nothing is
   read and an element whose target lies outside ``[0, 1]`` gets a NaN loss
   (SPEC section 6).

@@ -1,6 +1,6 @@
 r"""Poly-1 as a Hugging Face ``transformers`` causal-language-model loss.
 
-:func:`poly1_causal_lm_loss` has the signature and semantics of transformers'
+``poly1_causal_lm_loss`` has the signature and semantics of transformers'
 own ``ForCausalLMLoss`` (``transformers/loss/loss_utils.py``), so it can replace
 it in the two places a training loop looks for a loss:
 

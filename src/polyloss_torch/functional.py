@@ -79,20 +79,24 @@ def _loss(
         raise explained from error
 
 
-_SPECS: dict[tuple[float, float | None, float], PolySpec] = {}
+_SPECS: dict[tuple[float, float | None, float, float], PolySpec] = {}
 
 
-def _poly1_spec(gamma: float = 0.0, alpha: float | None = None, label_smoothing: float = 0.0) -> PolySpec:
-    """The cached Poly-1 (focal) spec of already-checked options; ``epsilon`` is passed to ``_impl`` separately.
+def _poly1_spec(
+    gamma: float = 0.0, alpha: float | None = None, label_smoothing: float = 0.0, epsilon: float = 1.0
+) -> PolySpec:
+    """The cached Poly-1 (focal) spec of already-checked options.
 
-    ``eps_1 = 1`` (replaced per call) never makes the loss increase, so the NumPy grid
-    check is skipped: that keeps a first construction traceable by ``torch.compile``.
+    The functions here pass ``epsilon`` to ``_impl`` separately and keep the default
+    ``eps_1 = 1``; the fused head (``linear.py``) bakes it in. A Poly-1 spec with a
+    checked ``eps_1 >= -1`` never makes the loss increase, so the NumPy grid check is
+    skipped: that keeps a first construction traceable by ``torch.compile``.
     """
-    key = (gamma, alpha, label_smoothing)
+    key = (gamma, alpha, label_smoothing, epsilon)
     spec = _SPECS.get(key)
     if spec is None:
         spec = PolySpec(
-            epsilons=(1.0,), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing, allow_increasing=True
+            epsilons=(epsilon,), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing, allow_increasing=True
         )
         _SPECS[key] = spec
     return spec

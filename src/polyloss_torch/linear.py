@@ -15,7 +15,6 @@ Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -33,6 +32,7 @@ from polyloss_core.checks import (
 from polyloss_core.series import alpha_parts
 
 from ._fused_linear import FusedLinearPolyLoss, Plan
+from .functional import _poly1_spec
 
 __all__ = ["LinearPoly1CrossEntropyLoss", "LinearPolyLoss", "linear_poly1_cross_entropy", "linear_poly_loss"]
 
@@ -87,9 +87,13 @@ def _check_chunk_size(chunk_size: Any) -> int | None:
     return rows
 
 
-def _eager() -> bool:
-    """Whether label values may be read back (not while torch.compile traces)."""
-    return not torch.compiler.is_compiling()
+def _labels_readable(target: Tensor) -> bool:
+    """Whether label values may be read: CPU tensors outside ``torch.compile`` (no device sync), as in ``poly_loss``.
+
+    On an accelerator nothing is read back: ignored tokens are computed and masked instead
+    of dropped, and an out-of-range index trips the gather's device-side bounds check.
+    """
+    return target.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -115,7 +119,7 @@ def _linear_loss(
     dtype = _compute_dtype(hidden.dtype)
     keep = y != ignore_index
     rows_kept: Tensor | None = None
-    if _eager() and y.numel():
+    if _labels_readable(y) and y.numel():
         bad = keep & ((y < 0) | (y >= num_classes))
         if bool(bad.any()):
             raise class_index_error(y[bad][0], num_classes, ignore_index)
@@ -226,10 +230,12 @@ def linear_poly_loss(
             unknown ``reduction``, or a sigmoid-only ``spec``.
 
     Note:
-        Outside ``torch.compile`` the labels are checked (and ignored tokens
-        dropped) by reading them back to the host: one synchronisation per call.
-        Under ``torch.compile`` both are skipped; an out-of-range index then fails
-        in the gather's own bounds check.
+        Labels are read only where that needs no device synchronisation: for CPU
+        tensors outside ``torch.compile`` they are checked (a ``ValueError`` naming
+        the bad index) and ignored tokens are dropped before the products. On an
+        accelerator and under ``torch.compile`` nothing is read back: ignored tokens
+        are computed and masked, and an out-of-range index fails in the gather's own
+        bounds check (a device-side assert), as with ``F.cross_entropy``.
 
     Examples:
         >>> import torch
@@ -254,16 +260,6 @@ def linear_poly_loss(
     return _linear_loss(hidden, weight, target, spec, bias, ignore_index, reduction, rows)
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_poly1_spec(epsilon: float, label_smoothing: float) -> PolySpec:
-    return PolySpec.poly1(epsilon, label_smoothing=label_smoothing)
-
-
-@torch.compiler.assume_constant_result
-def _poly1_spec(epsilon: float, label_smoothing: float) -> PolySpec:
-    return _cached_poly1_spec(epsilon, label_smoothing)
-
-
 def linear_poly1_cross_entropy(
     hidden: Tensor,
     weight: Tensor,
@@ -283,7 +279,7 @@ def linear_poly1_cross_entropy(
     gradients of ``hidden``, ``weight`` and ``bias``. Per token
     \(\ell = \mathrm{CE} + \epsilon (1 - p_y)\); with label smoothing ``s``,
     \((1 - s)\ell + (s / C)\left(\sum_c -\log p_c + \epsilon (C - 1)\right)\).
-    See :func:`linear_poly_loss` for how the chunks, dtypes and gradients work.
+    See ``linear_poly_loss`` for how the chunks, dtypes and gradients work.
 
     Args:
         hidden: ``(..., D)`` features (the last hidden states), floating point.
@@ -304,7 +300,7 @@ def linear_poly1_cross_entropy(
         The loss: float64 for float64 inputs, float32 otherwise.
 
     Raises:
-        TypeError, ValueError: as :func:`linear_poly_loss`; also for an invalid
+        TypeError, ValueError: as ``linear_poly_loss``; also for an invalid
             ``epsilon`` or ``label_smoothing``.
 
     Examples:
@@ -320,20 +316,24 @@ def linear_poly1_cross_entropy(
         Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification
         Loss Functions", ICLR 2022, arXiv:2204.12511, equation (4).
     """
-    spec = _poly1_spec(check_epsilon(epsilon), check_label_smoothing(label_smoothing))
+    spec = _poly1_spec(label_smoothing=check_label_smoothing(label_smoothing), epsilon=check_epsilon(epsilon))
     return linear_poly_loss(
         hidden, weight, target, spec, bias=bias, ignore_index=ignore_index, reduction=reduction, chunk_size=chunk_size
     )
 
 
 class LinearPolyLoss(nn.Module):
-    r"""Module form of :func:`linear_poly_loss` for any softmax ``PolySpec``; holds the options, not the head.
+    r"""Module form of ``linear_poly_loss`` for any softmax ``PolySpec``; holds the options, not the head.
 
     Args:
         spec: the loss (softmax family).
         ignore_index: target value left out of the loss. Default ``-100``.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``. Default ``"mean"``.
         chunk_size: rows per chunk, ``>= 1``, or ``None``.
+
+    Shape:
+        - hidden: ``(*, D)``; weight: ``(V, D)``; bias: ``(V)``; target: ``(*)`` class indices.
+        - output: a scalar, or ``target``'s shape for ``"none"``.
 
     Examples:
         >>> import torch
@@ -368,7 +368,7 @@ class LinearPolyLoss(nn.Module):
 
 
 class LinearPoly1CrossEntropyLoss(LinearPolyLoss):
-    r"""Module form of :func:`linear_poly1_cross_entropy`: holds the options, not the head.
+    r"""Module form of ``linear_poly1_cross_entropy``: holds the options, not the head.
 
     Call it with the head's parameters, as ``loss(hidden, lm_head.weight, target,
     bias=lm_head.bias)``: the projection stays in the model (tied embeddings,
@@ -408,7 +408,7 @@ class LinearPoly1CrossEntropyLoss(LinearPolyLoss):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__(
-            _cached_poly1_spec(check_epsilon(epsilon), check_label_smoothing(label_smoothing)),
+            _poly1_spec(label_smoothing=check_label_smoothing(label_smoothing), epsilon=check_epsilon(epsilon)),
             ignore_index,
             reduction,
             chunk_size,

@@ -57,6 +57,11 @@ def test_docstring_examples(module) -> None:
 def test_public_api() -> None:
     """The names SPEC section 5 fixes, each documented with the paper reference."""
     assert set(polyloss_torch.__all__) == {
+        "LinearPoly1CrossEntropyLoss",
+        "LinearPolyLoss",
+        "linear_poly1_cross_entropy",
+        "linear_poly_loss",
+        "poly1_causal_lm_loss",
         "Poly1CrossEntropyLoss",
         "Poly1FocalLoss",
         "PolyLoss",
