@@ -172,20 +172,18 @@ def test_vmap_over_sequences_with_a_shared_weight() -> None:
 # --------------------------------------------------------------------------- out-of-range labels (SPEC section 6)
 def test_out_of_range_label_under_jit_is_nan_with_zero_gradient() -> None:
     hidden, weight, _, _ = _inputs(n=4, v=5)
-    labels = jnp.array([0, 5, -1, 4])
+    labels = jnp.array([0, 5, -1, 4])  # traced below: never read, so the bad tokens give NaN
 
     @jax.jit
-    def loss_and_grad(h, w):
+    def loss_and_grad(h, w, y):
         return jax.value_and_grad(
-            lambda h, w: linear_poly1_cross_entropy_with_integer_labels(h, w, labels, chunk_size=3)[
-                jnp.array([0, 3])
-            ].sum(),
+            lambda h, w: linear_poly1_cross_entropy_with_integer_labels(h, w, y, chunk_size=3)[jnp.array([0, 3])].sum(),
             (0, 1),
         )(h, w)
 
-    per_token = jax.jit(lambda h, w: linear_poly1_cross_entropy_with_integer_labels(h, w, labels))(hidden, weight)
+    per_token = jax.jit(linear_poly1_cross_entropy_with_integer_labels)(hidden, weight, labels)
     assert np.isnan(np.asarray(per_token)).tolist() == [False, True, True, False]
-    _, (dh, dw) = loss_and_grad(hidden, weight)
+    _, (dh, dw) = loss_and_grad(hidden, weight, labels)
     assert np.all(np.asarray(dh)[1:3] == 0.0)
     assert np.isfinite(np.asarray(dw)).all()
 
@@ -204,12 +202,15 @@ def test_out_of_range_host_labels_raise_eagerly_unless_masked() -> None:
     assert float(loss[1]) == 0.0
 
 
-def test_device_labels_are_never_copied_to_the_host() -> None:
+def test_cpu_device_labels_are_checked_without_a_transfer() -> None:
+    """The adapter's host-copy rule: JAX arrays on CPU are read in place (no transfer) and raise eagerly."""
     hidden, weight, _, _ = _inputs(n=3, v=5)
     labels = jnp.array([0, 7, 1])
-    with jax.transfer_guard_device_to_host("disallow"):
-        loss = linear_poly1_cross_entropy_with_integer_labels(hidden, weight, labels)
-    assert np.isnan(np.asarray(loss)).tolist() == [False, True, False]
+    with (
+        jax.transfer_guard_device_to_host("disallow"),
+        pytest.raises(ValueError, match=r"labels contains class index 7"),
+    ):
+        linear_poly1_cross_entropy_with_integer_labels(hidden, weight, labels)
 
 
 # --------------------------------------------------------------------------- bad input
