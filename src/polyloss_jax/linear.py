@@ -64,7 +64,7 @@ def linear_poly1_cross_entropy_with_integer_labels(
 
     With logits ``z = hidden @ weight.T`` (``weight`` laid out ``(vocab, dim)`` like
     ``torch.nn.Linear.weight``, a tied embedding table, or a flax ``nnx.Linear``
-    kernel transposed) and ``c = logsumexp(z) - z_y``::
+    kernel transposed) and ``c = logsumexp(z) - z_y``:
 
         loss = c + epsilon (1 - exp(-c))      (1 - exp(-c) computed as -expm1(-c))
 
@@ -151,7 +151,7 @@ def linear_poly_loss(
 ) -> jax.Array:
     """Any softmax PolyLoss of a linear head with integer labels, per token, without the logits.
 
-    With ``z = hidden @ weight.T``, ``c = logsumexp(z) - z_y`` and ``x = 1 - p_y = -expm1(-c)``::
+    With ``z = hidden @ weight.T``, ``c = logsumexp(z) - z_y`` and ``x = 1 - p_y = -expm1(-c)``:
 
         loss = w_y (c x^gamma + sum_j eps_j x^(j + gamma))
 
@@ -163,7 +163,7 @@ def linear_poly_loss(
 
     Value and gradients equal ``poly_loss(hidden @ weight.T, labels, spec, where=where)``
     to float32 rounding; the tiling, dtypes, masking, label checks and the one-derivative
-    limit are those of :func:`linear_poly1_cross_entropy_with_integer_labels`.
+    limit are those of ``linear_poly1_cross_entropy_with_integer_labels``.
 
     Args:
         hidden: final hidden states, floating dtype, shape ``[..., dim]``.
@@ -174,15 +174,15 @@ def linear_poly_loss(
         where: optional boolean token mask of shape ``[...]``; masked tokens give ``0``. Default ``None``.
         chunk_size: tokens per tile (int ``>= 1``); ``None`` (default) is ``min(tokens, 1024)``.
         vocab_axis: ``shard_map`` mesh axis splitting ``weight`` by vocabulary rows, as in
-            :func:`linear_poly1_cross_entropy_with_integer_labels`. Default ``None``.
+            ``linear_poly1_cross_entropy_with_integer_labels``. Default ``None``.
 
     Returns:
         The per-token loss, shape ``[...]``, in the inputs' dtype (float32 for 16-bit inputs).
 
     Raises:
-        TypeError: as :func:`linear_poly1_cross_entropy_with_integer_labels`, or ``spec``
+        TypeError: as ``linear_poly1_cross_entropy_with_integer_labels``, or ``spec``
             not a ``PolySpec``.
-        ValueError: as :func:`linear_poly1_cross_entropy_with_integer_labels`, a per-class
+        ValueError: as ``linear_poly1_cross_entropy_with_integer_labels``, a per-class
             ``alpha`` whose length is not the vocabulary size, or label smoothing with a
             focal term, several epsilons or per-class ``alpha`` (use ``poly_loss`` on the logits).
 
