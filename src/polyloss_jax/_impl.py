@@ -101,7 +101,7 @@ def _per_class(log_p: jax.Array, spec: PolySpec, ax: int, mask: Any, weights: An
 
 
 def _dense(z: jax.Array, q: jax.Array, spec: PolySpec, ax: int, mask: Any, weights: Any, epsilon: Any) -> jax.Array:
-    """Probability targets: the fused Poly-1 (:func:`soft_poly1`) or ``sum_c w_c q'_c l(p_c)``."""
+    """Probability targets: the fused Poly-1 (``soft_poly1``) or ``sum_c w_c q'_c l(p_c)``."""
     q = smooth_targets(q, spec, z.shape[ax])
     if _is_poly1(spec) and weights is None and mask is None:
         eps = jnp.asarray(spec.epsilons[0] if epsilon is None else epsilon, z.dtype)
@@ -146,7 +146,7 @@ def _row_stats_jvp(ax: int, primals: tuple[jax.Array, ...], tangents: tuple[Any,
 
 
 def _plain_row_stats(z: jax.Array, q: jax.Array, ax: int) -> tuple[jax.Array, ...]:
-    """What :func:`_row_stats` returns, as four vectorised reductions (faster on CPU for 33-4095 classes)."""
+    """What ``_row_stats`` returns, as four vectorised reductions (faster on CPU for 33-4095 classes)."""
     m = jax.lax.stop_gradient(jnp.max(z, axis=ax, keepdims=True))
     shifted = z - m
     exp = jnp.exp(shifted)
@@ -154,7 +154,7 @@ def _plain_row_stats(z: jax.Array, q: jax.Array, ax: int) -> tuple[jax.Array, ..
 
 
 def _soft_poly1_parts(z: jax.Array, q: jax.Array, eps: jax.Array, ax: int) -> tuple[jax.Array, ...]:
-    """The loss, ``log sum exp z`` (kept axis) and ``A = sum_c q_c (1 + eps p_c)``, from :func:`_row_stats`."""
+    """The loss, ``log sum exp z`` (kept axis) and ``A = sum_c q_c (1 + eps p_c)``, from ``_row_stats``."""
     m, total, qe_sum, qshift_sum, q_sum = (_row_stats if _one_pass(z.shape[ax]) else _plain_row_stats)(z, q, ax)
     log_total, qp_sum = jnp.log(total), qe_sum / total
     # CE = sum q log(sum e) - sum q (z - m): two non-negative terms; sum q (1 - p) = sum q - sum q p.

@@ -1,6 +1,6 @@
 """The JAX array checks: dtypes, shapes, ``axis``, ``where`` and (where it costs no transfer) label values.
 
-Everything runs at trace time on static information, except :func:`host_labels`,
+Everything runs at trace time on static information, except ``host_labels``,
 which reads label values only when they are already on the host (see its rule).
 The messages come from ``polyloss_core.checks``.
 """
@@ -138,7 +138,7 @@ def host_labels(raw: Any) -> np.ndarray | None:
 
 
 def _check_class_values(raw: Any, num_classes: int) -> None:
-    """Every class index in ``[0, num_classes)``, for labels :func:`host_labels` may read.
+    """Every class index in ``[0, num_classes)``, for labels ``host_labels`` may read.
 
     The labels as the caller passed them are read, so a NumPy int64 label that
     would wrap when JAX narrows it to int32 is still caught.
@@ -151,7 +151,7 @@ def _check_class_values(raw: Any, num_classes: int) -> None:
 
 
 def _check_target_values(raw: Any) -> None:
-    """Every sigmoid target in ``[0, 1]``, for labels :func:`host_labels` may read."""
+    """Every sigmoid target in ``[0, 1]``, for labels ``host_labels`` may read."""
     values = host_labels(raw)
     if values is not None and values.size and values.dtype != np.bool_:
         outside = values[~((values >= 0) & (values <= 1))]

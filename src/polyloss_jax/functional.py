@@ -40,13 +40,13 @@ def poly_loss(
 ) -> jax.Array:
     """Any member of the PolyLoss family, per example (softmax) or per element (sigmoid).
 
-    With ``x = 1 - p`` the loss of one probability ``p`` is::
+    With ``x = 1 - p`` the loss of one probability ``p`` is:
 
         l(p) = -x^gamma log(p) + sum_{j=1..N} eps_j x^(j + gamma)
 
     where ``eps = spec.epsilons`` and ``gamma = spec.gamma``.
 
-    Softmax family (``family="softmax"``), ``p = softmax(z)`` over the class axis::
+    Softmax family (``family="softmax"``), ``p = softmax(z)`` over the class axis:
 
         loss = sum_c w_c q'_c l(p_c),    q' = (1 - s) q + s / C
 
@@ -54,7 +54,7 @@ def poly_loss(
     ``s = spec.label_smoothing`` and ``w_c`` is ``spec.alpha`` (one number or one
     weight per class; 1 when ``None``).
 
-    Sigmoid family (``family="sigmoid"``), per element, ``p = sigmoid(z)``::
+    Sigmoid family (``family="sigmoid"``), per element, ``p = sigmoid(z)``:
 
         loss = alpha_t (BCE(z, t') (1 - p_t)^gamma + sum_j eps_j (1 - p_t)^(j + gamma))
         t' = (1 - s) t + s / 2,   1 - p_t = t' (1 - p) + (1 - t') p,
@@ -139,7 +139,7 @@ def poly1_cross_entropy(
 ) -> jax.Array:
     """Poly-1 softmax cross-entropy against probability labels.
 
-    With ``p = softmax(z)`` over ``axis`` and ``p_t = sum_c q_c p_c``::
+    With ``p = softmax(z)`` over ``axis`` and ``p_t = sum_c q_c p_c``:
 
         loss = sum_c q_c (-log(p_c) + epsilon (1 - p_c)) = CE(q, p) + epsilon (1 - p_t)
 
@@ -194,7 +194,7 @@ def poly1_cross_entropy_with_integer_labels(
 ) -> jax.Array:
     """Poly-1 softmax cross-entropy against integer class indices (a gather, never a one-hot).
 
-    With ``c = logsumexp(z) - z_y`` the cross-entropy of the label ``y``::
+    With ``c = logsumexp(z) - z_y`` the cross-entropy of the label ``y``:
 
         loss = -log(p_y) + epsilon (1 - p_y) = c + epsilon (1 - exp(-c))
 
@@ -254,7 +254,7 @@ def poly1_sigmoid_focal_loss(
 ) -> jax.Array:
     """Poly-1 sigmoid focal loss, per element (detection, multi-label).
 
-    With ``p = sigmoid(z)``::
+    With ``p = sigmoid(z)``:
 
         loss = alpha_t (BCE(z, t) (1 - p_t)^gamma + epsilon (1 - p_t)^(1 + gamma))
         1 - p_t = t (1 - p) + (1 - t) p,   alpha_t = alpha t + (1 - alpha) (1 - t)

@@ -65,7 +65,7 @@ def linear_poly1_cross_entropy_with_integer_labels(
 
     With logits ``z = hidden @ weight.T`` (``weight`` laid out ``(vocab, dim)`` like
     ``torch.nn.Linear.weight``, a tied embedding table, or a flax ``nnx.Linear``
-    kernel transposed) and ``c = logsumexp(z) - z_y``::
+    kernel transposed) and ``c = logsumexp(z) - z_y``:
 
         loss = c + epsilon (1 - exp(-c))      (1 - exp(-c) computed as -expm1(-c))
 
@@ -153,7 +153,7 @@ def linear_poly_loss(
 ) -> jax.Array:
     """Any softmax PolyLoss of a linear head with integer labels, per token, without the logits.
 
-    With ``z = hidden @ weight.T``, ``c = logsumexp(z) - z_y`` and ``x = 1 - p_y = -expm1(-c)``::
+    With ``z = hidden @ weight.T``, ``c = logsumexp(z) - z_y`` and ``x = 1 - p_y = -expm1(-c)``:
 
         loss = w_y (c x^gamma + sum_j eps_j x^(j + gamma))
 

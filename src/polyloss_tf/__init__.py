@@ -8,11 +8,11 @@ package ``"polyloss"``.
 
 Classes (each takes ``epsilon=1.0`` plus the arguments of the Keras loss it
 extends, and equals that loss with ``epsilon=0``):
-:class:`Poly1CategoricalCrossentropy`, :class:`Poly1SparseCategoricalCrossentropy`,
-:class:`Poly1BinaryCrossentropy`, :class:`Poly1CategoricalFocalCrossentropy`,
-:class:`Poly1BinaryFocalCrossentropy`, and :class:`PolyLoss` for any
-:class:`polyloss_core.PolySpec`. Functions: the same names in snake case, and
-:func:`poly_loss`.
+``Poly1CategoricalCrossentropy``, ``Poly1SparseCategoricalCrossentropy``,
+``Poly1BinaryCrossentropy``, ``Poly1CategoricalFocalCrossentropy``,
+``Poly1BinaryFocalCrossentropy``, and ``PolyLoss`` for any
+``polyloss_core.PolySpec``. Functions: the same names in snake case, and
+``poly_loss``.
 
 Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
 Classification Loss Functions", ICLR 2022, arXiv:2204.12511.

@@ -1,12 +1,12 @@
 """The maths of the Keras adapter on validated tensors and a validated spec, written with ``keras.ops``.
 
 Three computations, each with the class axis last: class indices
-(:func:`softmax_index`), per-class target rows (:func:`softmax_dense`) and
-independent binary decisions (:func:`sigmoid`). Every decision that does not
+(``softmax_index``), per-class target rows (``softmax_dense``) and
+independent binary decisions (``sigmoid``). Every decision that does not
 depend on Keras (the polynomial, the fractional-gamma rule, smoothing, alpha)
-is :mod:`polyloss_core.series`'; this module supplies Keras' fused
+is ``polyloss_core.series``'; this module supplies Keras' fused
 cross-entropies and the bookkeeping around them. On the TensorFlow backend
-logits with target rows take :mod:`polyloss_tf._tensorflow` (custom gradients).
+logits with target rows take ``polyloss_tf._tensorflow`` (custom gradients).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from polyloss_core.series import (
 )
 
 from ._ops import OPS
-from ._validate import host_values
+from ._validate import host_values, static_shape
 
 NAN = float("nan")
 
@@ -71,6 +71,11 @@ def _log_p_and_x(y_pred: Any, from_logits: bool) -> tuple[Any, Any]:
     return ops.log(p), 1.0 - p
 
 
+def _is_empty(x: Any) -> bool:
+    """``x`` has a static size-0 axis (an empty batch): ``keras.ops.max`` / ``min`` raise on it eagerly."""
+    return 0 in static_shape(x)
+
+
 def all_rows_one_hot(q: Any) -> Any:
     """Scalar bool tensor: every row of ``q >= 0`` (classes last) is one-hot.
 
@@ -78,7 +83,10 @@ def all_rows_one_hot(q: Any) -> Any:
     every maximum 1 and ``sum(q) == sum(maxima)`` leave exactly one non-zero
     entry, a 1, per row. One row reduction and one flat sum. (An all-zero row
     is not one-hot: the fused op's gradient of its constant 0 loss is ``p``.)
+    No rows at all (an empty batch) are one-hot, as Keras' own loss takes them.
     """
+    if _is_empty(q):
+        return ops.convert_to_tensor(True)
     top = ops.max(q, axis=-1)
     return ops.logical_and(ops.all(top == 1.0), ops.sum(q) == ops.sum(top))
 
@@ -99,7 +107,7 @@ def softmax_index(
 
     The hard-label part is Keras' fused sparse cross-entropy ``c`` with
     ``p_t = exp(-c)``; smoothing adds ``s / C`` times the sum over classes
-    (:func:`polyloss_core.series.smoothing_weights`; Poly-1's closed form needs
+    (``polyloss_core.series.smoothing_weights``; Poly-1's closed form needs
     only ``sum_c log p_c``). Unchecked labels become NaN, except on TensorFlow,
     whose fused sparse op checks the range itself (an error on CPU, NaN on GPU
     and under XLA).
@@ -169,7 +177,7 @@ def poly1_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> An
 def softmax_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:
     """Per-example loss for per-class target rows ``q`` (not yet smoothed).
 
-    Poly-1 and cross-entropy take :func:`poly1_dense` (TensorFlow: the fused op
+    Poly-1 and cross-entropy take ``poly1_dense`` (TensorFlow: the fused op
     with a custom gradient). Other members decide per batch whether the rows are
     one-hot (then every member is a function of Keras' fused cross-entropy) or
     not (the per-class sum); the choice reads a scalar only where it is already
@@ -250,6 +258,8 @@ def nan_outside_unit_interval(t: Any, loss: Any, axis: int | None) -> Any:
             return ops.where(ops.logical_and(t >= 0.0, t <= 1.0), loss, NAN)
         return ops.where(ops.logical_and(ops.min(t, axis=axis) >= 0.0, ops.max(t, axis=axis) <= 1.0), loss, NAN)
 
+    if _is_empty(t):  # nothing to mark; ``keras.ops.min`` / ``max`` raise on an empty tensor
+        return loss
     if keras.backend.backend() == "torch":
         return marked()
     return ops.cond(ops.logical_or(ops.min(t) < 0.0, ops.max(t) > 1.0), marked, lambda: loss)

@@ -1,22 +1,22 @@
 """TensorFlow backend only: target rows from logits at about the cost of Keras' own cross-entropy.
 
-Imported by :mod:`polyloss_tf._impl` only when Keras runs on TensorFlow. Both
+Imported by ``polyloss_tf._impl`` only when Keras runs on TensorFlow. Both
 routes start from TensorFlow's fused ``SoftmaxCrossEntropyWithLogits`` (what
 ``keras.losses.CategoricalCrossentropy`` runs), which returns the cross-entropy
 ``c`` of each row and ``softmax - q``, and put the whole gradient in one
 ``tf.custom_gradient``:
 
-* :func:`poly1_dense`, Poly-1 for any rows: ``c + eps (sum q - sum q p)``, with
+* ``poly1_dense``, Poly-1 for any rows: ``c + eps (sum q - sum q p)``, with
   ``p = (softmax - q) + q``; the gradient is elementwise,
   ``g (p_j (sum q + eps sum_c q_c p_c) - q_j (1 + eps p_j))`` (SPEC section 4).
   In graph mode a ``tf.cond`` on ``one_hot`` uses ``c`` alone for one-hot
   batches (``p_t = exp(-c)``), so their gradient is Keras' own times a number
   per row; under XLA the elementwise form fuses, and no branch is taken.
-* :func:`any_member_dense`, every other member, graph mode: one-hot
+* ``any_member_dense``, every other member, graph mode: one-hot
   batches scale the fused op's gradient by ``dl/dc``; other batches
   differentiate the per-class formula (only that branch pays for it).
 
-Both are :func:`dense_softmax` with their own branches.
+Both are ``dense_softmax`` with their own branches.
 
 ``1 - p_t`` of a one-hot row is ``2 t / (1 + t)`` with ``t = tanh(c / 2)``: the
 same quantity as ``-expm1(-c)`` with no cancellation as ``p_t -> 1`` and about
@@ -125,10 +125,13 @@ def any_member_dense(q: Any, logits: Any, one_hot: Any, hard: Callable, general:
     """Any member: ``hard(c)`` and ``general(q, z)`` written with ``keras.ops``, differentiated by a tape."""
 
     def hard_and_slope(ce: Any) -> Any:
+        # ``hard`` sees ``c`` in the rows' shape (its per-class weights are ``sum(q * w)`` over q's rows),
+        # ``dense_softmax`` the flat rows.
+        rows = tf.reshape(ce, tf.shape(q)[:-1])
         with tf.GradientTape() as tape:
-            tape.watch(ce)
-            loss = hard(ce)
-        return loss, tape.gradient(loss, ce)
+            tape.watch(rows)
+            loss = hard(rows)
+        return tf.reshape(loss, [-1]), tf.reshape(tape.gradient(loss, rows), [-1])
 
     def soft(flat_q: Any, ce: Any, softmax_minus_q: Any, z: Any) -> Any:
         return general(q, z), tf.zeros_like(ce)

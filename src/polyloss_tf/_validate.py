@@ -1,10 +1,10 @@
 """Tensor checks of the Keras adapter: dtypes, shapes, the label layout and (where free) label values.
 
-What a check *says* comes from :mod:`polyloss_core.checks`; this module only
+What a check *says* comes from ``polyloss_core.checks``; this module only
 decides how Keras tensors are read. Label values are read only where they
 already are on the host: NumPy input, or an eager tensor on a CPU device. A
 traced tensor (``tf.function``, XLA, ``jax.jit``) or an eager tensor on an
-accelerator is never copied back; :mod:`polyloss_tf._impl` then turns a bad
+accelerator is never copied back; ``polyloss_tf._impl`` then turns a bad
 label into NaN on the device (SPEC section 6).
 
 Two helpers are Keras' own, from ``keras.src`` because Keras 3 does not export

@@ -2,8 +2,8 @@
 
 Like ``keras.losses.categorical_crossentropy`` and friends, these return one
 value per example (the class axis is reduced) and apply no sample weights or
-reduction; the loss classes in :mod:`polyloss_tf.losses` add those. The
-exception is :func:`poly_loss` with ``family="sigmoid"``, which returns one value
+reduction; the loss classes in ``polyloss_tf.losses`` add those. The
+exception is ``poly_loss`` with ``family="sigmoid"``, which returns one value
 per element so that detection and multi-label code can reduce as it needs.
 
 Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
@@ -76,7 +76,7 @@ def check_ignore_class(ignore_class: Any, family: str = "softmax") -> int | None
 def _named(
     y_true: Any, y_pred: Any, spec: PolySpec, family: str, expect: str, from_logits: Any, axis: Any, ignore: Any
 ) -> Any:
-    """The named functions' call of :func:`unreduced` (the sigmoid ones average over ``axis``, as Keras)."""
+    """The named functions' call of ``unreduced`` (the sigmoid ones average over ``axis``, as Keras)."""
     from_logits, axis, ignore_class = (
         check_bool("from_logits", from_logits),
         check_int("axis", axis),
@@ -99,7 +99,7 @@ def unreduced(
 ) -> Any:
     """Validated arguments and spec in, unreduced loss out: ``_validate`` the tensors, then ``_impl``.
 
-    Shared by every function here and every class of :mod:`polyloss_tf.losses`
+    Shared by every function here and every class of ``polyloss_tf.losses``
     (which validate their arguments once, in ``__init__``). Half precision is
     computed and returned in float32 (Keras' mixed-precision convention).
     """
@@ -172,7 +172,7 @@ def poly_loss(
             ``[0, 1]`` for the sigmoid family.
         y_pred: logits (``from_logits=True``) or probabilities, float16, bfloat16,
             float32 or float64. Half precision is computed (and returned) in float32.
-        spec: the loss, a :class:`polyloss_core.PolySpec` (epsilons, gamma, alpha,
+        spec: the loss, a ``polyloss_core.PolySpec`` (epsilons, gamma, alpha,
             label_smoothing).
         family: ``"softmax"`` (default; one class per example) or ``"sigmoid"``
             (independent binary decisions).

@@ -2,7 +2,7 @@
 
 Each class subclasses ``keras.losses.Loss``, holds its configuration, and
 computes in ``call`` through the matching function of
-:mod:`polyloss_tf.functional`; ``keras.losses.Loss.__call__`` then applies
+``polyloss_tf.functional``; ``keras.losses.Loss.__call__`` then applies
 ``sample_weight``, Keras masks and the reduction exactly as for Keras' own
 losses. All classes are registered as Keras serializables under the package
 ``"polyloss"``, so models compiled with them save to ``.keras`` and load with
@@ -49,7 +49,7 @@ class _SpecLoss(keras.losses.Loss):
 
     Keras' ``LossFunctionWrapper`` pattern without re-validating on each call:
     ``__init__`` checks every argument once and keeps the spec, ``call`` passes
-    both to :func:`polyloss_tf.functional.unreduced`, and ``get_config`` returns
+    both to ``polyloss_tf.functional.unreduced``, and ``get_config`` returns
     the constructor arguments (``config``) next to Keras' own ``name``,
     ``reduction`` and ``dtype``. ``Loss.__call__`` applies ``sample_weight``,
     masks and the reduction.
@@ -126,7 +126,7 @@ class Poly1CategoricalCrossentropy(_SpecLoss):
         >>> round(float(loss(y_true, y_pred)), 4)
         1.6519
 
-        With ``model.compile``::
+        With ``model.compile``:
 
             model.compile(optimizer="adam", loss=Poly1CategoricalCrossentropy(epsilon=2.0, from_logits=True))
 
@@ -184,7 +184,7 @@ class Poly1SparseCategoricalCrossentropy(_SpecLoss):
         >>> round(float(loss(np.array([1, 2]), y_pred)), 4)
         1.6519
 
-        With ``model.compile``::
+        With ``model.compile``:
 
             model.compile(optimizer="adam", loss=Poly1SparseCategoricalCrossentropy(from_logits=True))
 
@@ -238,7 +238,7 @@ class Poly1BinaryCrossentropy(_SpecLoss):
         >>> round(float(loss(y_true, y_pred)), 4)
         1.3649
 
-        With ``model.compile``::
+        With ``model.compile``:
 
             model.compile(optimizer="adam", loss=Poly1BinaryCrossentropy(from_logits=True))
 
@@ -298,7 +298,7 @@ class Poly1CategoricalFocalCrossentropy(_SpecLoss):
         >>> round(float(loss(y_true, y_pred)), 4)
         0.0756
 
-        With ``model.compile``::
+        With ``model.compile``:
 
             model.compile(optimizer="adam", loss=Poly1CategoricalFocalCrossentropy(alpha=[0.3, 0.3, 0.4]))
 
@@ -359,7 +359,7 @@ class Poly1BinaryFocalCrossentropy(_SpecLoss):
         >>> round(float(loss(y_true, y_pred)), 4)
         0.4458
 
-        With ``model.compile``::
+        With ``model.compile``:
 
             model.compile(optimizer="adam", loss=Poly1BinaryFocalCrossentropy(epsilon=-1.0, from_logits=True))
 
@@ -395,7 +395,7 @@ class PolyLoss(_SpecLoss):
     one dimension fewer than ``y_pred`` (or size 1 on ``axis``) holds indices.
 
     Args:
-        spec: the loss: a :class:`polyloss_core.PolySpec`, or the ``dict`` from
+        spec: the loss: a ``polyloss_core.PolySpec``, or the ``dict`` from
             ``PolySpec.to_dict()``. Poly-1 is ``PolySpec.poly1(epsilon)``, Poly-N
             ``PolySpec.poly_n(eps_1, ..., eps_N)``, focal ``PolySpec.focal(gamma, alpha)``.
         family: ``"softmax"`` (default) or ``"sigmoid"``.
@@ -422,7 +422,7 @@ class PolyLoss(_SpecLoss):
         >>> round(float(loss(np.array([0, 2]), logits)), 4)
         1.5842
 
-        With ``model.compile``::
+        With ``model.compile``:
 
             model.compile(optimizer="adam", loss=PolyLoss(PolySpec.drop(2), from_logits=True))
 

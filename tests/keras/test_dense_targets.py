@@ -191,3 +191,59 @@ if BACKEND == "tensorflow":
         sparse = train(pl.Poly1SparseCategoricalCrossentropy(epsilon=2.0, from_logits=True), y)
         for a, b in zip(dense, sparse, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("tracer", list(TRACERS))
+def test_one_hot_rows_with_extra_dimensions_and_per_class_alpha(tracer: str) -> None:
+    """(N, C, d1, d2) one-hot rows with per-class alpha: the one-hot branch weighs each row in its own shape.
+
+    On TensorFlow the branch once multiplied the flattened per-row cross-entropy
+    by the (N, d1, d2) row weights and raised "Incompatible shapes".
+    """
+    spec = SPECS["focal-class-alpha"][1]
+    loss = pl.Poly1CategoricalFocalCrossentropy(
+        epsilon=0.5, alpha=list(spec.alpha), gamma=1.5, from_logits=True, axis=1, reduction=None
+    )
+    z = logits((2, C, 3, 2), 15)
+    q = one_hot(np.arange(12).reshape(2, 3, 2) % C, C, axis=1)
+    value, grad = _value_and_grad(loss, q, z, tracer)
+    assert value.shape == (2, 3, 2)
+    np.testing.assert_allclose(value, reference.softmax_poly_loss(z, q, spec, axis=1), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(grad, reference.softmax_poly_loss_grad(z, q, spec, axis=1), rtol=1e-4, atol=1e-6)
+
+
+EMPTY_BATCH_LOSSES = {
+    "poly1": lambda axis: pl.Poly1CategoricalCrossentropy(epsilon=2.0, from_logits=True, axis=axis, reduction=None),
+    "poly3": lambda axis: pl.PolyLoss(PolySpec.poly_n(1.0, -0.5, 0.25), from_logits=True, axis=axis, reduction=None),
+    "focal": lambda axis: pl.Poly1CategoricalFocalCrossentropy(
+        epsilon=0.5, from_logits=True, axis=axis, reduction=None
+    ),
+    "focal-class-alpha": lambda axis: pl.Poly1CategoricalFocalCrossentropy(
+        epsilon=0.5, alpha=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6], gamma=1.5, from_logits=True, axis=axis, reduction=None
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(EMPTY_BATCH_LOSSES))
+@pytest.mark.parametrize(("shape", "axis"), [((0, C), -1), ((0, C, 1, 2), 1)])
+def test_empty_batch_gives_an_empty_loss_like_keras(name: str, shape: tuple[int, ...], axis: int) -> None:
+    """No rows: an empty loss and an empty gradient, as Keras' own categorical losses give, not an error.
+
+    ``keras.ops.max`` raises on an empty tensor (TensorFlow eagerly, torch); the
+    one-hot decision used it.
+    """
+    z, q = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    value, grad = _value_and_grad(EMPTY_BATCH_LOSSES[name](axis), q, z, "eager")
+    keras_own = keras.losses.CategoricalFocalCrossentropy(from_logits=True, axis=axis, reduction=None)
+    rows = tuple(np.delete(np.array(shape), axis))
+    assert value.shape == to_np(keras_own(q, z)).shape == rows
+    assert grad.shape == shape
+    assert bool(to_np(_impl.all_rows_one_hot(ops.convert_to_tensor(np.zeros((0, C), np.float32)))))
+
+
+def test_empty_sigmoid_targets_need_no_range_mark() -> None:
+    """An empty batch of sigmoid targets passes the range mark unchanged (``keras.ops.min`` raises on it)."""
+    t = ops.convert_to_tensor(np.zeros((0, C), np.float32))
+    for axis in (None, -1):
+        loss = t if axis is None else ops.sum(t, axis=-1)
+        assert to_np(_impl.nan_outside_unit_interval(t, loss, axis)).shape == tuple(loss.shape)
