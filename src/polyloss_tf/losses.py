@@ -269,8 +269,8 @@ class Poly1CategoricalFocalCrossentropy(_SpecLoss):
     ``keras.losses.CategoricalFocalCrossentropy`` (moderate logits: for logits
     Keras clips the softmax at ``1e-7``, this loss works from ``log_softmax`` and
     stays exact for confident predictions). One-hot batches are computed from
-    Keras' fused cross-entropy (``p_t = exp(-CE)``), which makes this loss
-    cheaper than Keras' own focal loss.
+    Keras' fused cross-entropy (``p_t = exp(-CE)``); measured costs are in
+    ``docs/benchmarks.md``.
 
     Args:
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
