@@ -92,17 +92,20 @@ def softmax_indices(
         )
     num_classes = z.shape[dim]
     scalar, scale = _scale(spec, weight, z)
+    ignored: Tensor | None = None
     if not spec.label_smoothing:
         # Hard labels: every member is a function of the cross-entropy c and x = 1 - p_t (SPEC section
-        # 4); both are 0 where ignored, and so is every member's loss.
-        if eager(z) and z.numel() >= _SMALL:
+        # 4); both are 0 where ignored, and so is every member's loss. The size test comes first: it
+        # is the cheap one, and small heads take the plain composition.
+        if z.numel() >= _SMALL and eager(z):
             c, x, _, ignored = TargetCrossEntropy.apply(z, index, ignore_index, dim)
         else:
             c = F.cross_entropy(z, index, ignore_index=ignore_index, reduction="none")
-            x, ignored = -torch.expm1(-c), index == ignore_index
+            x = -torch.expm1(-c)
         loss = loss_from_ce(c, x, spec, OPS, epsilon=epsilon)
-        safe = index if scale is None and weight is None else index.masked_fill(ignored, 0)
         if scale is not None:
+            ignored = index == ignore_index if ignored is None else ignored
+            safe = index.masked_fill(ignored, 0)
             loss = loss * scale.index_select(0, safe.reshape(-1)).view(safe.shape)
     else:
         # (1 - s) * hard-label loss + (s / C) * sum over classes (core's decomposition, no one-hot).
@@ -126,9 +129,17 @@ def softmax_indices(
     if reduction != "mean":
         return _reduce(loss, reduction)
     # torch's mean: over the summed weight of the non-ignored targets (their count without weight);
-    # spec.alpha scales the loss but is no normaliser.
+    # spec.alpha scales the loss but is no normaliser. count_nonzero reads the bool mask directly
+    # (a bool sum first copies it to int64) and, like every count here, stays on the device.
     if weight is None:
-        return _reduce(loss, reduction, ignored.numel() - ignored.sum())
+        kept = (
+            torch.count_nonzero(index != ignore_index)
+            if ignored is None
+            else ignored.numel() - torch.count_nonzero(ignored)
+        )
+        return _reduce(loss, reduction, kept)
+    ignored = index == ignore_index if ignored is None else ignored
+    safe = index.masked_fill(ignored, 0)
     target_weight = weight.index_select(0, safe.reshape(-1)).view(safe.shape)
     return _reduce(loss, reduction, target_weight.masked_fill(ignored, 0.0).sum())
 
@@ -201,4 +212,4 @@ def sigmoid(
     if ignored is None:
         return _reduce(loss, reduction)
     loss = loss.masked_fill(ignored.unsqueeze(dim), 0.0)
-    return _reduce(loss, reduction, (ignored.numel() - ignored.sum()) * z.shape[dim])
+    return _reduce(loss, reduction, (ignored.numel() - torch.count_nonzero(ignored)) * z.shape[dim])

@@ -13,6 +13,9 @@ Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import Tensor
 
 from polyloss_core import PolySpec, check_family
@@ -49,9 +52,11 @@ def _loss(
     num_classes = input.shape[dim]
     check_family(spec, family, num_classes if family == "softmax" else None)
     V.weight_for(weight, num_classes)
-    z = input.to(V.compute_dtype(input.dtype))
+    dtype = V.compute_dtype(input.dtype)
+    z = input if input.dtype == dtype else input.to(dtype)
     if weight is not None:
         weight = weight.to(z.dtype)  # like torch, no silent copy to another device
+    checked = False
     if family == "sigmoid":
         indices = indices and target.dim() == input.dim() - 1
         if indices:
@@ -59,19 +64,19 @@ def _loss(
         else:
             V.dense_shape(input, target, "target")
         checked = not indices and V.unit_interval(target)
-        args = (z, target.long() if indices else target, spec, weight, ignore_index, reduction, dim)
-        call = lambda: _impl.sigmoid(*args, indices=indices, checked=checked, epsilon=epsilon)  # noqa: E731
     elif indices:
         V.index_shape(input, target, dim)
-        call = lambda: _impl.softmax_indices(  # noqa: E731
-            z, target.long(), spec, weight, ignore_index, reduction, dim, epsilon
-        )
     else:
         V.dense_shape(input, target)
         V.probability_ignore_index(ignore_index)
         return _impl.softmax_dense(z, target.to(z.dtype), spec, weight, reduction, dim, epsilon)
+    labels = target.long() if indices and target.dtype != torch.int64 else target
     try:
-        return call()
+        if family == "sigmoid":
+            return _impl.sigmoid(
+                z, labels, spec, weight, ignore_index, reduction, dim, indices=indices, checked=checked, epsilon=epsilon
+            )
+        return _impl.softmax_indices(z, labels, spec, weight, ignore_index, reduction, dim, epsilon)
     except (IndexError, RuntimeError) as error:  # a kernel's bounds check: name the bad label (CPU)
         explained = V.explain_index_error(error, target, num_classes, ignore_index)
         if explained is error:
@@ -100,6 +105,13 @@ def _poly1_spec(
         )
         _SPECS[key] = spec
     return spec
+
+
+# poly1_cross_entropy's checked options, memoised per (type, value) of plain Python numbers and strings
+# (immutable, so a hit is the checks' own answer): a repeated call costs one dict lookup.
+_PLAIN = (float, int)
+_MAX_OPTIONS = 64
+_POLY1_OPTIONS: dict[tuple[Any, ...], tuple[PolySpec, int, str, float]] = {}
 
 
 def poly_loss(
@@ -290,16 +302,22 @@ def poly1_cross_entropy(
         Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification
         Loss Functions", ICLR 2022, arXiv:2204.12511, equation (4).
     """
-    return _loss(
-        input,
-        target,
-        _poly1_spec(label_smoothing=check_label_smoothing(label_smoothing)),
-        "softmax",
-        V.weight(weight),
-        check_int("ignore_index", ignore_index),
-        check_reduction(reduction),
-        check_epsilon(epsilon),
-    )
+    plain = type(epsilon) in _PLAIN and type(label_smoothing) in _PLAIN and type(ignore_index) is int
+    key = (type(epsilon), epsilon, type(label_smoothing), label_smoothing, ignore_index, reduction)
+    options = _POLY1_OPTIONS.get(key) if plain and type(reduction) is str else None
+    if options is None:
+        options = (
+            _poly1_spec(label_smoothing=check_label_smoothing(label_smoothing)),
+            check_int("ignore_index", ignore_index),
+            check_reduction(reduction),
+            check_epsilon(epsilon),
+        )
+        if plain:
+            if len(_POLY1_OPTIONS) >= _MAX_OPTIONS:  # e.g. an epsilon schedule: keep the memo small
+                _POLY1_OPTIONS.clear()
+            _POLY1_OPTIONS[key] = options
+    spec, ignore_index, reduction, epsilon = options
+    return _loss(input, target, spec, "softmax", V.weight(weight), ignore_index, reduction, epsilon)
 
 
 def poly1_focal_loss(

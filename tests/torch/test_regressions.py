@@ -174,3 +174,21 @@ def test_sigmoid_targets_are_read_only_in_host_memory() -> None:
     with _HostReads() as reads:
         Poly1FocalLoss()(logits((8, 20), seed=12), probabilities((8, 20), seed=12))
     assert reads.calls == ["tolist"]
+
+
+@pytest.mark.parametrize(
+    ("accepted", "rejected"),
+    [
+        ({"epsilon": 1}, {"epsilon": True}),
+        ({"label_smoothing": 0}, {"label_smoothing": False}),
+        ({"ignore_index": 1}, {"ignore_index": True}),
+        ({"epsilon": 0.5}, {"epsilon": float("nan")}),
+    ],
+    ids=["epsilon-bool", "smoothing-bool", "ignore-index-bool", "epsilon-nan"],
+)
+def test_memoised_options_still_reject_what_the_checks_reject(accepted: dict, rejected: dict) -> None:
+    """poly1_cross_entropy memoises checked options; an equal-hashing value of another type (True == 1) must miss."""
+    z, target = logits((4, 5), seed=13), class_indices((4, 5), seed=13, ignore_index=None)
+    poly1_cross_entropy(z, target, **accepted)  # now memoised
+    with pytest.raises((TypeError, ValueError)):
+        poly1_cross_entropy(z, target, **rejected)
