@@ -285,7 +285,7 @@ def summary(run: Run, problem: Problem) -> dict[str, float | None]:
     }
 
 
-def interval(values: Sequence[float]) -> Interval:
+def interval(values: Sequence[float] | np.ndarray) -> Interval:
     """Mean and two-sided 95 % Student-t interval of ``values`` (one value per seed).
 
     Args:

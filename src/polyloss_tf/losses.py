@@ -77,7 +77,7 @@ class _SpecLoss(keras.losses.Loss):
         self._config = {"dtype": _dtype_config(dtype), **config}
         if "family" in config:  # PolyLoss
             self._config["spec"] = spec.to_dict()
-        self._options = {"family": family, "expect": expect, "mean": family == "sigmoid"}
+        self._options: dict[str, Any] = {"family": family, "expect": expect, "mean": family == "sigmoid"}
         self._options.update({key: config.get(key) for key in ("from_logits", "axis", "ignore_class")})
 
     def call(self, y_true: Any, y_pred: Any) -> Any:

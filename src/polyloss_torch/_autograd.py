@@ -24,7 +24,7 @@ reads a value back to the host: out-of-range class indices fail in the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -180,7 +180,7 @@ class SigmoidPoly1Focal(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, z: Tensor, t: Tensor, spec: PolySpec, epsilon: float, composed: Any
     ) -> Tensor:
-        alpha, gamma = spec.alpha, int(spec.gamma)
+        alpha, gamma = cast(float | None, spec.alpha), int(spec.gamma)  # one number (check_family)
         q, p = torch.sigmoid(-z), torch.sigmoid(z)
         bce = torch.nn.functional.binary_cross_entropy_with_logits(z, t, reduction="none")
         x = torch.lerp(p, q, t)

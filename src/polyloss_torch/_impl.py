@@ -64,10 +64,9 @@ def _scale(spec: PolySpec, weight: Tensor | None, z: Tensor) -> tuple[float, Ten
 def _reduce(loss: Tensor, reduction: str, denominator: Tensor | None = None) -> Tensor:
     if reduction == "none":
         return loss
-    if reduction == "sum" or denominator is not None:
-        total = loss.sum()
-        return total if reduction == "sum" else total / denominator
-    return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss.mean() if denominator is None else loss.sum() / denominator
 
 
 def softmax_indices(

@@ -18,7 +18,7 @@ The result is a replicated DTensor, like ``F.cross_entropy``'s; call
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,7 @@ def is_dtensor(value: Any) -> bool:
 
 def _local(value: Tensor) -> Tensor:
     """A small replicated (or partial) DTensor as the plain tensor every rank holds; plain tensors pass through."""
-    return value.full_tensor() if is_dtensor(value) else value
+    return cast(Any, value).full_tensor() if is_dtensor(value) else value
 
 
 def _replicate_like(value: Tensor, like: Tensor) -> Tensor:
@@ -106,7 +106,7 @@ def softmax_loss(
     safe = labels.masked_fill(~keep, 0)
     z = input if input.dtype == dtype else input.to(dtype)
     # torch's sharded cross-entropy: per-row all-reduces only, under loss_parallel().
-    ce = F.cross_entropy(z, safe, reduction="none").to_local()
+    ce = cast(Any, F.cross_entropy(z, safe, reduction="none")).to_local()
     per_example = loss_from_ce(ce, -torch.expm1(-ce), spec, OPS, epsilon=epsilon)
     if smoothing:
         keep_share, class_share = smoothing_weights(spec, num_classes)

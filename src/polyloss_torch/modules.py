@@ -82,6 +82,8 @@ class PolyLoss(nn.Module):
         Loss Functions", ICLR 2022, arXiv:2204.12511.
     """
 
+    weight: Tensor | None  # a registered buffer
+
     def __init__(
         self,
         spec: PolySpec,
@@ -166,6 +168,8 @@ class Poly1CrossEntropyLoss(nn.Module):
         Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification
         Loss Functions", ICLR 2022, arXiv:2204.12511.
     """
+
+    weight: Tensor | None  # a registered buffer
 
     def __init__(
         self,
