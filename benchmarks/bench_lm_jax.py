@@ -8,6 +8,11 @@ Measures, for ``jax.value_and_grad`` (w.r.t. hidden and weight) of the masked me
 
 Run ``python benchmarks/bench_lm_jax.py`` (N=1024 tokens, D=512, V=128,256, 10% of the
 tokens masked, float32) or ``--dry-run`` for tiny sizes. Prints a Markdown table.
+
+``--products`` times only the matrix products each program runs, at the shapes it runs
+them (the unfused program: three full-size products; the fused one: four per tile, the
+fourth being the logits recomputed in the backward), and prints their ratio: the floor
+the fused time cannot go below however little else it does.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from polyloss_jax import linear_poly1_cross_entropy_with_integer_labels
+from polyloss_jax import linear, linear_poly1_cross_entropy_with_integer_labels
 
 
 def make_inputs(n: int, d: int, v: int, masked: float, seed: int = 0) -> tuple[jax.Array, ...]:
@@ -70,6 +75,37 @@ def cpu_seconds(program: object, args: tuple[jax.Array, ...]) -> float:
     return time.process_time() - start
 
 
+def product_seconds(n: int, d: int, v: int, rounds: int) -> dict[str, float]:
+    """Median CPU seconds of the matrix products alone: ``unfused`` (three full-size) and ``fused``
+    (four per tile of ``DEFAULT_CHUNK`` tokens by ``VOCAB_BLOCK`` vocabulary entries, times the tiles)."""
+    rows, block = min(n, linear.DEFAULT_CHUNK), min(linear.VOCAB_BLOCK, v)
+    tiles = -(-n // rows) * -(-v // block)
+    rng = np.random.default_rng(0)
+
+    def arr(*shape: int) -> jax.Array:
+        return jnp.asarray(rng.normal(size=shape).astype(np.float32))
+
+    h, w, z = arr(n, d), arr(v, d), arr(n, v)
+    h_t, w_t, z_t = arr(rows, d), arr(block, d), arr(rows, block)
+    full = [(lambda a, b: a @ b.T, h, w), (lambda a, b: a @ b, z, w), (lambda a, b: a.T @ b, z, h)]
+    tile = [(lambda a, b: a @ b.T, h_t, w_t), (lambda a, b: a @ b, z_t, w_t), (lambda a, b: a.T @ b, z_t, h_t)]
+
+    def seconds(fn: object, a: jax.Array, b: jax.Array) -> float:
+        program = jax.jit(fn)  # type: ignore[arg-type]
+        jax.block_until_ready(program(a, b))
+        times = []
+        for _ in range(rounds):
+            start = time.process_time()
+            jax.block_until_ready(program(a, b))
+            times.append(time.process_time() - start)
+        return statistics.median(times)
+
+    unfused = sum(seconds(*p) for p in full)
+    forward, gradient_h, gradient_w = (seconds(*p) for p in tile)
+    # The logits product runs twice per tile (forward, and recomputed in the backward).
+    return {"unfused": unfused, "fused": tiles * (2 * forward + gradient_h + gradient_w)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes, one round (checks the script runs)")
@@ -80,9 +116,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=None, help="tokens per tile (default: the library's)")
     parser.add_argument("--epsilon", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--products", action="store_true", help="time the matrix products alone (the floor)")
     args = parser.parse_args(argv)
     if args.dry_run:
         args.tokens, args.dim, args.vocab, args.rounds = 64, 16, 1000, 1
+    if args.products:
+        got = product_seconds(args.tokens, args.dim, args.vocab, args.rounds)
+        print(f"N={args.tokens} D={args.dim} V={args.vocab} float32, one thread, matrix products only (CPU s)")
+        print(
+            f"unfused 3 products: {got['unfused']:.3f} s; fused 4 per tile: {got['fused']:.3f} s; "
+            f"ratio {got['fused'] / got['unfused']:.3f}x"
+        )
+        return 0
 
     inputs = make_inputs(args.tokens, args.dim, args.vocab, args.masked)
     progs = programs(args.chunk_size, args.epsilon)
