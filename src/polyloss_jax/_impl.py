@@ -74,7 +74,7 @@ def softmax(
 def _indices(z: jax.Array, y: jax.Array, spec: PolySpec, ax: int, mask: Any, weights: Any, epsilon: Any) -> jax.Array:
     """Hard labels: optax's ``logsumexp(z) - z_y``; every member is elementwise in it (SPEC section 4)."""
     num_classes = z.shape[ax]
-    label_logit = jnp.take_along_axis(z, jnp.expand_dims(y, ax), axis=ax, mode="clip").squeeze(ax)
+    label_logit = _label_logit(z, y, ax)
     log_normalizer = jax.nn.logsumexp(z, axis=ax, where=mask)
     ce = log_normalizer - label_logit
     loss = loss_from_ce(ce, -jnp.expm1(-ce), spec, OPS, epsilon=epsilon)
@@ -90,6 +90,20 @@ def _indices(z: jax.Array, y: jax.Array, spec: PolySpec, ax: int, mask: Any, wei
         loss = keep * loss + share * uniform
     valid = (y >= 0) & (y < num_classes)
     return jnp.where(valid, loss, jnp.full((), jnp.nan, loss.dtype))
+
+
+def _label_logit(z: jax.Array, y: jax.Array, ax: int) -> jax.Array:
+    """``z`` at class ``y``: a gather, or a masked sum where the class axis is sharded explicitly.
+
+    Under ``Explicit`` mesh axes (``jax.make_mesh``'s default) a gather from an axis split
+    over devices cannot name its output's sharding; comparing a class iota with the label
+    keeps every device on its own classes and ends in one sum across them.
+    """
+    spec = getattr(jax.typeof(z).sharding, "spec", None)
+    if spec is not None and len(spec) > ax and spec[ax] is not None:
+        hit = jax.lax.broadcasted_iota(y.dtype, z.shape, ax) == jnp.expand_dims(y, ax)
+        return jnp.sum(jnp.where(hit, z, _zero(z)), axis=ax)
+    return jnp.take_along_axis(z, jnp.expand_dims(y, ax), axis=ax, mode="clip").squeeze(ax)
 
 
 def _per_class(log_p: jax.Array, spec: PolySpec, ax: int, mask: Any, weights: Any, epsilon: Any) -> jax.Array:

@@ -77,19 +77,27 @@ losses = {
         jax.lax.with_sharding_constraint(z, NamedSharding(mesh, P())), y
     ),
 }
+import contextlib
+
 out = {}
-for name, fn in losses.items():
+for kind, axis_type in (("auto", AxisType.Auto), ("explicit", AxisType.Explicit)):
+  # Explicit axes (jax.make_mesh's default) carry the sharding in the arrays' types.
+  mesh = jax.make_mesh((2,), ("model",), axis_types=(axis_type,))
+  for name, fn in losses.items():
+    if kind == "explicit" and name.startswith("control"):
+        continue
     program = jax.jit(jax.value_and_grad(lambda z, y, m, w: (fn(z, y, m) * w).sum()))
     sharded_args = (
         jax.device_put(logits, NamedSharding(mesh, P(None, "model"))),
         *(jax.device_put(a, NamedSharding(mesh, P())) for a in (labels, keep, weights)),
     )
-    hlo = program.lower(*sharded_args).compile().as_text()
-    value, grad = program(*sharded_args)
+    with jax.set_mesh(mesh) if kind == "explicit" else contextlib.nullcontext():
+        hlo = program.lower(*sharded_args).compile().as_text()
+        value, grad = program(*sharded_args)
     # The reference: the same program with every array on one device (the control pins two devices).
     reference = sharded_args if name.startswith("control") else (jax.device_put(a, one) for a in (logits, labels, keep, weights))
     want_value, want_grad = program(*reference)
-    out[name] = {
+    out[f"{kind}:{name}"] = {
         "value": float(value),
         "want_value": float(want_value),
         "grad": np.asarray(grad).tolist(),
@@ -122,10 +130,20 @@ def logits_report() -> dict:
     return _run(_LOGITS_SCRIPT)["losses"]
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["poly1_integer", "poly1_integer_where", "poly_loss_poly1_focal", "poly_loss_poly3", "poly_loss_smoothed_ce"],
-)
+_SHARDED = [
+    f"{kind}:{name}"
+    for kind in ("auto", "explicit")
+    for name in (
+        "poly1_integer",
+        "poly1_integer_where",
+        "poly_loss_poly1_focal",
+        "poly_loss_poly3",
+        "poly_loss_smoothed_ce",
+    )
+]
+
+
+@pytest.mark.parametrize("name", _SHARDED)
 def test_vocab_sharded_logits_give_the_unsharded_value_and_gradient(logits_report, name) -> None:
     case = logits_report[name]
     np.testing.assert_allclose(case["value"], case["want_value"], rtol=1e-6)
@@ -134,10 +152,7 @@ def test_vocab_sharded_logits_give_the_unsharded_value_and_gradient(logits_repor
     assert case["grad_spec"] == [None, "model"], case["grad_spec"]
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["poly1_integer", "poly1_integer_where", "poly_loss_poly1_focal", "poly_loss_poly3", "poly_loss_smoothed_ce"],
-)
+@pytest.mark.parametrize("name", _SHARDED)
 def test_vocab_sharded_logits_are_never_all_gathered(logits_report, name) -> None:
     case = logits_report[name]
     assert case["full_gathers"] == [], case["full_gathers"]
@@ -147,7 +162,8 @@ def test_vocab_sharded_logits_are_never_all_gathered(logits_report, name) -> Non
 
 def test_the_all_gather_check_flags_gathered_logits(logits_report) -> None:
     """The HLO check is not vacuous: replicating the logits shows up as a full (tokens, vocab) all-gather."""
-    assert logits_report["control_gathered"]["full_gathers"], logits_report["control_gathered"]["collectives"]
+    control = logits_report["auto:control_gathered"]
+    assert control["full_gathers"], control["collectives"]
 
 
 _LINEAR_SCRIPT = (
