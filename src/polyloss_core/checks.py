@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,14 @@ def real(name: str, value: Any) -> float:
     return number
 
 
+def _within(name: str, value: Any, ok: Callable[[float], bool], rule: str) -> float:
+    """``real(name, value)`` if ``ok`` accepts it, else ``ValueError: {name} must be {rule}, got ...``."""
+    number = real(name, value)
+    if not ok(number):
+        raise ValueError(f"{name} must be {rule}, got {name}={number!r}")
+    return number
+
+
 def check_epsilon(value: Any, name: str = "epsilon") -> float:
     """``value`` as a valid leading coefficient ``eps_1``: a finite real number ``>= -1``.
 
@@ -112,10 +120,7 @@ def check_gamma(value: Any, name: str = "gamma") -> float:
         >>> check_gamma(2)
         2.0
     """
-    gamma = real(name, value)
-    if gamma < 0:
-        raise ValueError(f"{name} must be >= 0, got {name}={gamma!r}")
-    return gamma
+    return _within(name, value, lambda gamma: gamma >= 0, ">= 0")
 
 
 def check_label_smoothing(value: Any, name: str = "label_smoothing") -> float:
@@ -125,10 +130,7 @@ def check_label_smoothing(value: Any, name: str = "label_smoothing") -> float:
         >>> check_label_smoothing(0.1)
         0.1
     """
-    smoothing = real(name, value)
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {name}={smoothing!r}")
-    return smoothing
+    return _within(name, value, lambda smoothing: 0.0 <= smoothing < 1.0, "in [0, 1)")
 
 
 def check_reduction(value: Any, allowed: Sequence[str] = REDUCTIONS, name: str = "reduction") -> str:
