@@ -22,6 +22,7 @@ import numpy as np
 __all__ = [
     "REDUCTIONS",
     "check_bool",
+    "check_class_indices",
     "check_epsilon",
     "check_gamma",
     "check_int",
@@ -201,6 +202,38 @@ def class_index_error(
         f"{name} contains class index {int(bad)}, outside the valid range [0, {num_classes}) "
         f"for an input with {num_classes} classes{ignored}"
     )
+
+
+def check_class_indices(
+    values: Any,
+    num_classes: int,
+    ignore_index: int | None = None,
+    *,
+    name: str = "target",
+    ignore_name: str = "ignore_index",
+) -> None:
+    """Raise for labels on the host that are not class indices in ``[0, num_classes)`` (``ignore_index`` aside).
+
+    ``values`` are label values an adapter has already read without a device
+    transfer (anything ``np.asarray`` takes); floating labels must be integral.
+    The message is ``class_index_error``'s.
+
+    Examples:
+        >>> check_class_indices(np.array([0, 4, -100]), 5, -100)
+        >>> check_class_indices(np.array([0, 5]), 5)
+        Traceback (most recent call last):
+        ...
+        ValueError: target contains class index 5, outside the valid range [0, 5) for an input with 5 classes
+    """
+    flat = np.asarray(values).ravel()
+    fractional = flat[flat != np.floor(flat)] if flat.dtype.kind == "f" else flat[:0]
+    if fractional.size:
+        raise ValueError(f"{name} must hold integer class indices, got the value {float(fractional[0])!r}")
+    bad = (flat < 0) | (flat >= num_classes)
+    if ignore_index is not None:
+        bad &= flat != ignore_index
+    if bad.any():
+        raise class_index_error(flat[bad][0], num_classes, ignore_index, name=name, ignore_name=ignore_name)
 
 
 def target_range_error(low: Any, high: Any, name: str = "target") -> ValueError:

@@ -235,8 +235,8 @@ def poly1_categorical_crossentropy(
     ``keras.losses.categorical_crossentropy``.
 
     Args:
-        y_true: one-hot or probability targets, same shape as ``y_pred``.
-        y_pred: probabilities (default) or logits, float16 to float64.
+        y_true (array): one-hot or probability targets, same shape as ``y_pred``.
+        y_pred (array): probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``. Leng et al.
             suggest trying about ``2`` for ImageNet-style classification.
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
@@ -270,9 +270,9 @@ def poly1_sparse_categorical_crossentropy(
     ``epsilon=0`` it equals ``keras.losses.sparse_categorical_crossentropy``.
 
     Args:
-        y_true: integer class indices (any integer or integral float dtype) in
+        y_true (array): integer class indices (any integer or integral float dtype) in
             ``[0, C)``, with ``y_pred``'s shape without ``axis`` (or size 1 there).
-        y_pred: probabilities (default) or logits, float16 to float64.
+        y_pred (array): probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
         ignore_class: a label value whose positions get loss 0 and a Keras mask
@@ -310,8 +310,8 @@ def poly1_binary_crossentropy(
     ``poly_loss(..., family="sigmoid")``.
 
     Args:
-        y_true: targets in ``[0, 1]``, same shape as ``y_pred``.
-        y_pred: probabilities (default) or logits, float16 to float64.
+        y_true (array): targets in ``[0, 1]``, same shape as ``y_pred``.
+        y_pred (array): probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
         label_smoothing: ``s`` in ``[0, 1)``; targets move towards 0.5. Default ``0.0``.
@@ -351,8 +351,8 @@ def poly1_categorical_focal_crossentropy(
     Keras clips probabilities at ``1e-7`` while this works from ``log_softmax``).
 
     Args:
-        y_true: one-hot or probability targets, same shape as ``y_pred``.
-        y_pred: probabilities (default) or logits, float16 to float64.
+        y_true (array): one-hot or probability targets, same shape as ``y_pred``.
+        y_pred (array): probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
         alpha: class weight: a number ``>= 0`` for every class, a list with one
             weight per class, or ``None`` for no weighting. Default ``0.25``.
@@ -397,8 +397,8 @@ def poly1_binary_focal_crossentropy(
     ``keras.losses.binary_focal_crossentropy``.
 
     Args:
-        y_true: targets in ``[0, 1]``, same shape as ``y_pred``.
-        y_pred: probabilities (default) or logits, float16 to float64.
+        y_true (array): targets in ``[0, 1]``, same shape as ``y_pred``.
+        y_pred (array): probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``. Leng et al.
             report ``-1`` working well for COCO detection.
         apply_class_balancing: weigh positives by ``alpha`` and negatives by

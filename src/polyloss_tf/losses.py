@@ -142,7 +142,7 @@ def _with_arguments(doc: str, function: Callable[..., Any]) -> str:
     section, skipping = ["    Args:\n"], False
     for line in lines[first + 1 : next(i for i in range(first, len(lines)) if not lines[i].strip())]:
         if not line.startswith(" " * 12):  # an entry's first line; its continuation lines are indented further
-            skipping = line.strip().startswith(("y_true:", "y_pred:"))
+            skipping = line.split()[0].rstrip(":") in ("y_true", "y_pred")
         section += [] if skipping else [line]
     section.append(_KERAS_ARGUMENTS.format(name=function.__name__) + "\n")
     at = min(doc.find(title) % (len(doc) + 1) for title in ("    Raises:", "    Examples:"))
