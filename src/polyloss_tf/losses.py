@@ -108,9 +108,9 @@ class _Poly1Loss(_SpecLoss):
     ) -> None:
         super().__init_subclass__(**kwargs)
         options = list(inspect.signature(function).parameters.values())[2:]  # after y_true, y_pred
-        self, *own = (inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, **a) for n, a in _own(function))
+        first, *own = (inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, **a) for n, a in _own(function))
         at = len(options) if reduction_before is None else [p.name for p in options].index(reduction_before)
-        signature = inspect.Signature([self, *options[:at], own[0], *options[at:], *own[1:]])
+        signature = inspect.Signature([first, *options[:at], own[0], *options[at:], *own[1:]])
         family, expect = F.NAMED[function.__name__]
 
         def __init__(self: _Poly1Loss, *args: Any, **kwargs: Any) -> None:
@@ -145,7 +145,7 @@ def _with_arguments(doc: str, function: Callable[..., Any]) -> str:
             skipping = line.split()[0].rstrip(":") in ("y_true", "y_pred")
         section += [] if skipping else [line]
     section.append(_KERAS_ARGUMENTS.format(name=function.__name__) + "\n")
-    at = min(doc.find(title) % (len(doc) + 1) for title in ("    Raises:", "    Examples:"))
+    at = min((i for i in (doc.find("    Raises:"), doc.find("    Examples:")) if i >= 0), default=len(doc))
     return doc[:at] + "".join(section) + doc[at:]
 
 
