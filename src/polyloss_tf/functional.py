@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import keras
 from keras import ops
@@ -55,19 +55,18 @@ def check_ignore_class(ignore_class: Any, family: str = "softmax") -> int | None
     return checks.check_int("ignore_class", ignore_class)
 
 
-#: ``(family, y_true layout)`` of every named function, by name; ``losses`` builds its classes from the same.
-NAMED: dict[str, tuple[str, str]] = {}
+_Named = TypeVar("_Named", bound=Callable[..., Any])
 
 
-def _named(family: str, expect: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def _named(family: str, expect: str) -> Callable[[_Named], _Named]:
     """A named loss from its signature and docstring: the arguments go to ``named_spec`` and ``unreduced``.
 
-    The sigmoid ones average over ``axis``, as Keras' binary losses do.
+    The sigmoid ones average over ``axis``, as Keras' binary losses do. The result keeps the
+    written signature for type checkers and editors.
     """
 
-    def decorate(signature_only: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(signature_only: _Named) -> _Named:
         signature = inspect.signature(signature_only)
-        NAMED[signature_only.__name__] = (family, expect)
 
         @functools.wraps(signature_only)
         def loss(*args: Any, **kwargs: Any) -> Any:
@@ -83,7 +82,7 @@ def _named(family: str, expect: str) -> Callable[[Callable[..., Any]], Callable[
                 options["y_true"], options["y_pred"], spec, family, from_logits, axis, ignore_class, expect, mean
             )
 
-        return keras.saving.register_keras_serializable(package="polyloss")(loss)
+        return cast(_Named, keras.saving.register_keras_serializable(package="polyloss")(loss))
 
     return decorate
 

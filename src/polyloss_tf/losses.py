@@ -10,15 +10,13 @@ losses. All classes are registered as Keras serializables under the package
 
 A ``Poly1...`` class takes ``epsilon`` and then the arguments of the Keras loss
 it extends, in Keras' order and with Keras' defaults (``name`` gains the prefix
-``poly1_``). Its constructor is built from the matching function of
-``polyloss_tf.functional`` (``_Poly1Loss``), and so is the ``Args`` section
-``help()`` shows for it.
+``poly1_``); its spec comes from ``polyloss_tf.functional.named_spec``, as the
+matching function's does.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import keras
@@ -27,16 +25,6 @@ from polyloss_core import PolySpec, check_family, checks
 
 from . import _validate
 from . import functional as F
-
-#: Keras' own constructor arguments, as every ``keras.losses.Loss`` documents them (``name``'s default is per class).
-_KERAS_ARGUMENTS = """        reduction: how the per-example losses are combined, as in every Keras
-            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
-            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
-            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
-        name: the loss name. Default ``"{name}"``.
-        dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``
-            (``keras.backend.floatx()``).
-"""
 
 
 def _dtype_config(dtype: Any) -> Any:
@@ -91,66 +79,8 @@ class _SpecLoss(keras.losses.Loss):
         return {**super().get_config(), **self._config}
 
 
-class _Poly1Loss(_SpecLoss):
-    """A named Poly-1 loss as a class: the arguments of its function, then Keras' ``reduction``, ``name``, ``dtype``.
-
-    Each subclass names its function (``polyloss_tf.functional``) and, where
-    Keras puts ``reduction`` earlier than last-but-two, the argument it comes
-    before; the constructor's signature, its ``Args`` and the spec all come
-    from the function, so each loss's options are written once.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # replaced per subclass; see __init_subclass__
-        raise NotImplementedError
-
-    def __init_subclass__(
-        cls, *, function: Callable[..., Any], reduction_before: str | None = None, **kwargs: Any
-    ) -> None:
-        super().__init_subclass__(**kwargs)
-        options = list(inspect.signature(function).parameters.values())[2:]  # after y_true, y_pred
-        first, *own = (inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, **a) for n, a in _own(function))
-        at = len(options) if reduction_before is None else [p.name for p in options].index(reduction_before)
-        signature = inspect.Signature([first, *options[:at], own[0], *options[at:], *own[1:]])
-        family, expect = F.NAMED[function.__name__]
-
-        def __init__(self: _Poly1Loss, *args: Any, **kwargs: Any) -> None:
-            bound = signature.bind(self, *args, **kwargs)
-            bound.apply_defaults()
-            _SpecLoss.__init__(self, F.named_spec(bound.arguments), family, expect, bound.arguments)
-
-        __init__.__signature__ = signature  # type: ignore[attr-defined]
-        __init__.__qualname__ = f"{cls.__qualname__}.__init__"
-        cls.__init__ = __init__  # type: ignore[method-assign]
-        cls.__doc__ = _with_arguments(cls.__doc__ or "", function)
-
-
-def _own(function: Callable[..., Any]) -> list[tuple[str, dict[str, Any]]]:
-    """``self`` and Keras' three constructor arguments with their defaults; the ``name`` is the function's."""
-    return [
-        ("self", {}),
-        ("reduction", {"default": "sum_over_batch_size", "annotation": "str | None"}),
-        ("name", {"default": function.__name__, "annotation": "str"}),
-        ("dtype", {"default": None, "annotation": "Any"}),
-    ]
-
-
-def _with_arguments(doc: str, function: Callable[..., Any]) -> str:
-    """``doc`` with an ``Args`` section before its ``Raises`` / ``Examples``: the function's (without ``y_true``,
-    ``y_pred``) and Keras' own."""
-    lines = (function.__doc__ or "").splitlines(keepends=True)
-    first = next(i for i, line in enumerate(lines) if line.strip() == "Args:")
-    section, skipping = ["    Args:\n"], False
-    for line in lines[first + 1 : next(i for i in range(first, len(lines)) if not lines[i].strip())]:
-        if not line.startswith(" " * 12):  # an entry's first line; its continuation lines are indented further
-            skipping = line.split()[0].rstrip(":") in ("y_true", "y_pred")
-        section += [] if skipping else [line]
-    section.append(_KERAS_ARGUMENTS.format(name=function.__name__) + "\n")
-    at = min((i for i in (doc.find("    Raises:"), doc.find("    Examples:")) if i >= 0), default=len(doc))
-    return doc[:at] + "".join(section) + doc[at:]
-
-
 @keras.saving.register_keras_serializable(package="polyloss")
-class Poly1CategoricalCrossentropy(_Poly1Loss, function=F.poly1_categorical_crossentropy):
+class Poly1CategoricalCrossentropy(_SpecLoss):
     """Poly-1 categorical cross-entropy: ``CE + epsilon * (1 - p_t)`` for one-hot or soft targets.
 
     For target rows ``q`` (smoothed to ``(1 - s) q + s / C``) each example's loss is
@@ -159,6 +89,25 @@ class Poly1CategoricalCrossentropy(_Poly1Loss, function=F.poly1_categorical_cros
     ``keras.losses.CategoricalCrossentropy`` with the same arguments. One-hot
     batches reuse Keras' fused cross-entropy (``p_t = exp(-CE)``), recognised at
     run time; target rows are distributions (non-negative, summing to 1).
+
+    Args:
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``. Leng et al.
+            suggest about ``2`` for ImageNet-style classification; tune per task.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``
+            (probabilities, clipped to ``[1e-7, 1 - 1e-7]`` as Keras does).
+        label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
+        axis: the class axis. Default ``-1``.
+        reduction: how the per-example losses are combined, as in every Keras
+            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
+            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
+            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        name: the loss name. Default ``"poly1_categorical_crossentropy"``.
+        dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``
+            (``keras.backend.floatx()``).
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(N, ..., C)`` (``C`` on ``axis``); unreduced
+        output: ``(N, ...)``.
 
     Examples:
         >>> import numpy as np
@@ -175,11 +124,21 @@ class Poly1CategoricalCrossentropy(_Poly1Loss, function=F.poly1_categorical_cros
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
 
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "poly1_categorical_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(F.named_spec(locals()), "softmax", "dense", locals())
+
 
 @keras.saving.register_keras_serializable(package="polyloss")
-class Poly1SparseCategoricalCrossentropy(
-    _Poly1Loss, function=F.poly1_sparse_categorical_crossentropy, reduction_before="axis"
-):
+class Poly1SparseCategoricalCrossentropy(_SpecLoss):
     """Poly-1 sparse categorical cross-entropy: ``CE + epsilon * (1 - p_t)`` for integer labels.
 
     ``p_t = exp(-CE)`` comes from Keras' own fused sparse cross-entropy, so the
@@ -187,7 +146,22 @@ class Poly1SparseCategoricalCrossentropy(
     ``epsilon=0`` it equals ``keras.losses.SparseCategoricalCrossentropy``
     (positions labelled ``ignore_class`` get loss 0 and are masked out of the
     reduction, as there). Unlike Keras' loss on TensorFlow, any ``axis`` works.
-    Arguments: ``epsilon``, then Keras' own (``reduction`` before ``axis``, as there).
+
+    Args:
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        ignore_class: a label value to ignore (e.g. ``-1`` or ``255``). Default ``None``.
+        reduction: how the per-example losses are combined, as in every Keras
+            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
+            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
+            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        axis: the class axis of ``y_pred``. Default ``-1``.
+        name: the loss name. Default ``"poly1_sparse_categorical_crossentropy"``.
+        dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
+
+    Shape:
+        ``y_pred``: ``(N, ..., C)``; ``y_true``: ``(N, ...)`` or ``(N, ..., 1)``;
+        unreduced output: ``(N, ...)``.
 
     Raises:
         ValueError: at call time, eagerly, for a label outside ``[0, C)`` that is not
@@ -204,37 +178,77 @@ class Poly1SparseCategoricalCrossentropy(
 
             model.compile(optimizer="adam", loss=Poly1SparseCategoricalCrossentropy(from_logits=True))
 
-    Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification Loss Functions",
-    ICLR 2022, arXiv:2204.12511.
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
+
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        from_logits: bool = False,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        axis: int = -1,
+        name: str = "poly1_sparse_categorical_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(F.named_spec(locals()), "softmax", "index", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
-class Poly1BinaryCrossentropy(_Poly1Loss, function=F.poly1_binary_crossentropy):
+class Poly1BinaryCrossentropy(_SpecLoss):
     """Poly-1 binary cross-entropy: ``BCE + epsilon * (1 - p_t)`` per element, averaged over ``axis``.
 
     ``p_t = t p + (1 - t)(1 - p)`` with the smoothed target ``t = (1 - s) y + s / 2``.
     As in ``keras.losses.BinaryCrossentropy`` the per-element values are averaged
     over ``axis`` before ``sample_weight`` and the reduction; with ``epsilon=0`` the
-    two are equal. ``(N,)`` labels with ``(N, 1)`` predictions are lined up as in Keras.
+    two are equal.
+
+    Args:
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
+        axis: the axis the per-element loss is averaged over. Default ``-1``.
+        reduction: how the per-example losses are combined, as in every Keras
+            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
+            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
+            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        name: the loss name. Default ``"poly1_binary_crossentropy"``.
+        dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(N, ..., D)`` (``(N,)`` labels with ``(N, 1)``
+        predictions are lined up as in Keras); unreduced output: ``(N, ...)``.
 
     Examples:
         >>> import numpy as np
         >>> y_true = np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")
         >>> y_pred = np.array([[0.6, 0.4], [0.4, 0.6]], dtype="float32")
-        >>> round(float(Poly1BinaryCrossentropy(epsilon=1.0)(y_true, y_pred)), 4)
+        >>> loss = Poly1BinaryCrossentropy(epsilon=1.0)
+        >>> round(float(loss(y_true, y_pred)), 4)
         1.3649
 
         With ``model.compile``:
 
             model.compile(optimizer="adam", loss=Poly1BinaryCrossentropy(from_logits=True))
 
-    Reference: Leng et al., ICLR 2022 (arXiv:2204.12511), section 3.
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
+
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "poly1_binary_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(F.named_spec(locals()), "sigmoid", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
-class Poly1CategoricalFocalCrossentropy(_Poly1Loss, function=F.poly1_categorical_focal_crossentropy):
+class Poly1CategoricalFocalCrossentropy(_SpecLoss):
     """Poly-1 categorical focal loss: ``alpha (FL(p_t) + epsilon (1 - p_t)^(gamma + 1))``.
 
     For target rows ``q`` each example's loss is
@@ -246,11 +260,30 @@ class Poly1CategoricalFocalCrossentropy(_Poly1Loss, function=F.poly1_categorical
     Keras' fused cross-entropy (``p_t = exp(-CE)``); measured costs are in
     ``docs/benchmarks.md``.
 
+    Args:
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
+        alpha: class weight: a number ``>= 0`` for every class, a list with one
+            weight per class, or ``None``. Default ``0.25``.
+        gamma: the focusing exponent, ``>= 0``. Default ``2.0``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
+        axis: the class axis. Default ``-1``.
+        reduction: how the per-example losses are combined, as in every Keras
+            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
+            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
+            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        name: the loss name. Default ``"poly1_categorical_focal_crossentropy"``.
+        dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(N, ..., C)``; unreduced output: ``(N, ...)``.
+
     Examples:
         >>> import numpy as np
         >>> y_true = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype="float32")
         >>> y_pred = np.array([[0.2, 0.7, 0.1], [0.3, 0.3, 0.4]], dtype="float32")
-        >>> round(float(Poly1CategoricalFocalCrossentropy()(y_true, y_pred)), 4)  # epsilon=1.0, gamma=2.0
+        >>> loss = Poly1CategoricalFocalCrossentropy(epsilon=1.0)
+        >>> round(float(loss(y_true, y_pred)), 4)
         0.0756
 
         With ``model.compile``:
@@ -260,9 +293,23 @@ class Poly1CategoricalFocalCrossentropy(_Poly1Loss, function=F.poly1_categorical
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., ICCV 2017.
     """
 
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        alpha: float | list[float] | None = 0.25,
+        gamma: float = 2.0,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "poly1_categorical_focal_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(F.named_spec(locals()), "softmax", "dense", locals())
+
 
 @keras.saving.register_keras_serializable(package="polyloss")
-class Poly1BinaryFocalCrossentropy(_Poly1Loss, function=F.poly1_binary_focal_crossentropy):
+class Poly1BinaryFocalCrossentropy(_SpecLoss):
     """Poly-1 binary focal loss, per element averaged over ``axis`` (the paper's detection loss).
 
     Per element ``alpha_t (BCE (1 - p_t)^gamma + epsilon (1 - p_t)^(gamma + 1))``,
@@ -271,19 +318,55 @@ class Poly1BinaryFocalCrossentropy(_Poly1Loss, function=F.poly1_binary_focal_cro
     that term unweighted, which differs only when class balancing is on. With
     ``epsilon=0`` it equals ``keras.losses.BinaryFocalCrossentropy``.
 
+    Args:
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``. Leng et al.
+            report ``-1`` working well for COCO detection and segmentation.
+        apply_class_balancing: weigh positives by ``alpha`` and negatives by
+            ``1 - alpha``. Default ``False``.
+        alpha: the positive-class weight, in ``[0, 1]``. Default ``0.25``.
+        gamma: the focusing exponent, ``>= 0``. Default ``2.0``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
+        axis: the axis the per-element loss is averaged over. Default ``-1``.
+        reduction: how the per-example losses are combined, as in every Keras
+            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
+            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
+            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        name: the loss name. Default ``"poly1_binary_focal_crossentropy"``.
+        dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(N, ..., D)``; unreduced output: ``(N, ...)``.
+
     Examples:
         >>> import numpy as np
-        >>> targets = np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")
-        >>> probabilities = np.array([[0.6, 0.4], [0.4, 0.6]], dtype="float32")
-        >>> round(float(Poly1BinaryFocalCrossentropy(epsilon=1.0, gamma=2.0)(targets, probabilities)), 4)
+        >>> y_true = np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")
+        >>> y_pred = np.array([[0.6, 0.4], [0.4, 0.6]], dtype="float32")
+        >>> loss = Poly1BinaryFocalCrossentropy(epsilon=1.0, gamma=2.0)
+        >>> round(float(loss(y_true, y_pred)), 4)
         0.4458
 
         With ``model.compile``:
 
             model.compile(optimizer="adam", loss=Poly1BinaryFocalCrossentropy(epsilon=-1.0, from_logits=True))
 
-    Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., "Focal Loss for Dense Object Detection".
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., ICCV 2017.
     """
+
+    def __init__(
+        self,
+        epsilon: float = 1.0,
+        apply_class_balancing: bool = False,
+        alpha: float = 0.25,
+        gamma: float = 2.0,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "poly1_binary_focal_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(F.named_spec(locals()), "sigmoid", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
