@@ -5,21 +5,12 @@ holds the coefficients, ``polyloss_core.series`` evaluates the polynomial
 with plain arithmetic for every adapter, and ``polyloss_core.reference`` is
 the float64 oracle the adapters are tested against.
 
-Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
-Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
+Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
 """
 
 from . import checks, reference, series
 from .checks import check_epsilon
-from .series import (
-    ArrayOps,
-    focal_factor,
-    focal_power,
-    horner,
-    loss_from_ce,
-    poly_loss_from_log_prob,
-    polynomial_term,
-)
+from .series import ArrayOps, focal_factor, focal_power, horner, loss_from_ce, poly_loss_from_log_prob, polynomial_term
 from .spec import FAMILIES, Family, PolySpec, check_family
 
 __all__ = [

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ import numpy as np
 __all__ = [
     "REDUCTIONS",
     "check_bool",
+    "check_class_indices",
     "check_epsilon",
     "check_gamma",
     "check_int",
@@ -64,6 +65,14 @@ def real(name: str, value: Any) -> float:
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {name}={number!r}")
+    return number
+
+
+def _within(name: str, value: Any, ok: Callable[[float], bool], rule: str) -> float:
+    """``real(name, value)`` if ``ok`` accepts it, else ``ValueError: {name} must be {rule}, got ...``."""
+    number = real(name, value)
+    if not ok(number):
+        raise ValueError(f"{name} must be {rule}, got {name}={number!r}")
     return number
 
 
@@ -112,10 +121,7 @@ def check_gamma(value: Any, name: str = "gamma") -> float:
         >>> check_gamma(2)
         2.0
     """
-    gamma = real(name, value)
-    if gamma < 0:
-        raise ValueError(f"{name} must be >= 0, got {name}={gamma!r}")
-    return gamma
+    return _within(name, value, lambda gamma: gamma >= 0, ">= 0")
 
 
 def check_label_smoothing(value: Any, name: str = "label_smoothing") -> float:
@@ -125,10 +131,7 @@ def check_label_smoothing(value: Any, name: str = "label_smoothing") -> float:
         >>> check_label_smoothing(0.1)
         0.1
     """
-    smoothing = real(name, value)
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {name}={smoothing!r}")
-    return smoothing
+    return _within(name, value, lambda smoothing: 0.0 <= smoothing < 1.0, "in [0, 1)")
 
 
 def check_reduction(value: Any, allowed: Sequence[str] = REDUCTIONS, name: str = "reduction") -> str:
@@ -199,6 +202,38 @@ def class_index_error(
         f"{name} contains class index {int(bad)}, outside the valid range [0, {num_classes}) "
         f"for an input with {num_classes} classes{ignored}"
     )
+
+
+def check_class_indices(
+    values: Any,
+    num_classes: int,
+    ignore_index: int | None = None,
+    *,
+    name: str = "target",
+    ignore_name: str = "ignore_index",
+) -> None:
+    """Raise for labels on the host that are not class indices in ``[0, num_classes)`` (``ignore_index`` aside).
+
+    ``values`` are label values an adapter has already read without a device
+    transfer (anything ``np.asarray`` takes); floating labels must be integral.
+    The message is ``class_index_error``'s.
+
+    Examples:
+        >>> check_class_indices(np.array([0, 4, -100]), 5, -100)
+        >>> check_class_indices(np.array([0, 5]), 5)
+        Traceback (most recent call last):
+        ...
+        ValueError: target contains class index 5, outside the valid range [0, 5) for an input with 5 classes
+    """
+    flat = np.asarray(values).ravel()
+    fractional = flat[flat != np.floor(flat)] if flat.dtype.kind == "f" else flat[:0]
+    if fractional.size:
+        raise ValueError(f"{name} must hold integer class indices, got the value {float(fractional[0])!r}")
+    bad = (flat < 0) | (flat >= num_classes)
+    if ignore_index is not None:
+        bad &= flat != ignore_index
+    if bad.any():
+        raise class_index_error(flat[bad][0], num_classes, ignore_index, name=name, ignore_name=ignore_name)
 
 
 def target_range_error(low: Any, high: Any, name: str = "target") -> ValueError:

@@ -1,4 +1,4 @@
-"""Float64 NumPy oracle for the PolyLoss family, with analytic gradients.
+"""Float64 NumPy oracle for the PolyLoss family (Leng et al., ICLR 2022, arXiv:2204.12511), with analytic gradients.
 
 Every adapter is tested against these functions. They favour clarity and
 accuracy over speed: all work is done in float64 from log-probabilities, and
@@ -15,9 +15,6 @@ Sigmoid family (independent binary decisions), per element, with
 and ``alpha_t = alpha t' + (1 - alpha)(1 - t')``:
 
     loss = alpha_t * (BCE(z, t') (1 - p_t)^g + sum_j eps_j (1 - p_t)^(j+g))
-
-Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
-Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 """
 
 from __future__ import annotations

@@ -44,6 +44,8 @@ __all__ = [
     "polynomial_term",
     "power_guard_threshold",
     "sigmoid_alpha_t",
+    "sigmoid_loss",
+    "sigmoid_one_minus_p_t",
     "smooth_binary_targets",
     "smooth_targets",
     "smoothing_weights",
@@ -133,6 +135,10 @@ class ArrayOps:
         """``a + alpha * b``."""
         return a + alpha * b
 
+    def sigmoid(self, x: Any) -> Any:  # pragma: no cover - optional, for sigmoid_one_minus_p_t
+        """Elementwise ``1 / (1 + exp(-x))``."""
+        raise NotImplementedError
+
 
 class NumpyOps(ArrayOps):
     """``ArrayOps`` for NumPy arrays (the core's own tests and the CLI's curves)."""
@@ -141,6 +147,11 @@ class NumpyOps(ArrayOps):
         import numpy as np
 
         return np.where(condition, a, b)
+
+    def sigmoid(self, x: Any) -> Any:
+        import numpy as np
+
+        return np.exp(-np.logaddexp(0.0, -np.asarray(x)))  # no cancellation for large |x|
 
     def tiny(self, x: Any) -> float:
         import numpy as np
@@ -330,3 +341,38 @@ def sigmoid_alpha_t(t: Any, alpha: float | None) -> Any:
     if alpha is None:
         return None
     return (1.0 - alpha) + (2.0 * alpha - 1.0) * t
+
+
+# --------------------------------------------------------------------------- the sigmoid family
+def sigmoid_one_minus_p_t(z: Any, t: Any, ops: ArrayOps) -> Any:
+    """``1 - p_t = t sigmoid(-z) + (1 - t) sigmoid(z)`` from logits: two non-negative terms, no cancellation.
+
+    Examples:
+        >>> import numpy as np
+        >>> sigmoid_one_minus_p_t(np.array([0.0, 40.0]), np.array([1.0, 1.0]), NumpyOps()).tolist()
+        [0.5, 4.248354255291589e-18]
+    """
+    return t * ops.sigmoid(-z) + (1.0 - t) * ops.sigmoid(z)
+
+
+def sigmoid_loss(bce: Any, t: Any, spec: PolySpec, ops: ArrayOps, one_minus_p_t: Any, *, epsilon: Any = None) -> Any:
+    """``alpha_t (BCE (1 - p_t)^gamma + sum_j eps_j (1 - p_t)^(j + gamma))`` per element (SPEC section 3).
+
+    ``t`` are the (already smoothed) targets; ``one_minus_p_t`` is a function
+    returning ``1 - p_t``, called only when the spec needs it (not for plain
+    binary cross-entropy); ``epsilon`` as in ``loss_from_ce``. ``alpha_t``
+    scales the polynomial terms too.
+
+    Examples:
+        >>> import numpy as np
+        >>> bce, t = np.array([0.5]), np.array([1.0])
+        >>> sigmoid_loss(bce, t, PolySpec.poly1(1.0), NumpyOps(), lambda: -np.expm1(-bce)).round(6).tolist()
+        [0.893469]
+    """
+    loss = (
+        bce
+        if epsilon is None and spec.is_cross_entropy
+        else loss_from_ce(bce, one_minus_p_t(), spec, ops, epsilon=epsilon)
+    )
+    alpha_t = sigmoid_alpha_t(t, None if spec.alpha is None else float(spec.alpha))  # type: ignore[arg-type]
+    return loss if alpha_t is None else loss * alpha_t

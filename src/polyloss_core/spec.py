@@ -10,8 +10,7 @@ with ``eps_j = 0`` for ``j > N``. Cross-entropy is ``eps = ()`` and ``gamma = 0`
 the focal loss keeps ``eps = ()`` and shifts every power by ``gamma``; Poly-1 adds
 one coefficient ``eps_1``; Poly-N changes the first N coefficients.
 
-Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
-Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
+Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
 """
 
 from __future__ import annotations

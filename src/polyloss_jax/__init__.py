@@ -20,8 +20,7 @@ softmax losses take optax's ``axis`` and ``where`` arguments:
 Everything is a pure function of arrays, so ``jit``, ``vmap``, ``grad``,
 ``jacfwd`` and ``hessian`` apply directly.
 
-Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
-Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
+Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
 """
 
 from polyloss_core import PolySpec

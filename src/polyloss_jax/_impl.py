@@ -10,21 +10,12 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, cast
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from polyloss_core import PolySpec
-from polyloss_core.series import (
-    alpha_parts,
-    loss_from_ce,
-    poly1_class_sum,
-    sigmoid_alpha_t,
-    smooth_binary_targets,
-    smooth_targets,
-    smoothing_weights,
-)
+from polyloss_core import PolySpec, series
 
 from ._ops import OPS
 
@@ -60,7 +51,7 @@ def softmax(
         # Examples with every class masked are evaluated unmasked (finite values and gradients), zeroed at the end.
         row_kept = jnp.any(mask, axis=ax, keepdims=True)
         mask = mask | ~row_kept
-    scale, per_class = alpha_parts(spec)
+    scale, per_class = series.alpha_parts(spec)
     weights = None if per_class is None else jnp.asarray(per_class, z.dtype)
     if integer:
         loss = _indices(z, y, spec, ax, mask, weights, epsilon)
@@ -77,14 +68,14 @@ def _indices(z: jax.Array, y: jax.Array, spec: PolySpec, ax: int, mask: Any, wei
     label_logit = _label_logit(z, y, ax)
     log_normalizer = jax.nn.logsumexp(z, axis=ax, where=mask)
     ce = log_normalizer - label_logit
-    loss = loss_from_ce(ce, -jnp.expm1(-ce), spec, OPS, epsilon=epsilon)
+    loss = series.loss_from_ce(ce, -jnp.expm1(-ce), spec, OPS, epsilon=epsilon)
     if weights is not None:
         loss = loss * jnp.take(weights, y, mode="clip")
     if spec.label_smoothing:
-        keep, share = smoothing_weights(spec, num_classes)
+        keep, share = series.smoothing_weights(spec, num_classes)
         log_p = z - jnp.expand_dims(log_normalizer, ax)
         if _is_poly1(spec) and weights is None and mask is None:
-            uniform = poly1_class_sum(-jnp.sum(log_p, axis=ax), spec, num_classes, epsilon=epsilon)
+            uniform = series.poly1_class_sum(-jnp.sum(log_p, axis=ax), spec, num_classes, epsilon=epsilon)
         else:
             uniform = jnp.sum(_per_class(log_p, spec, ax, mask, weights, epsilon), axis=ax, where=mask)
         loss = keep * loss + share * uniform
@@ -110,13 +101,13 @@ def _per_class(log_p: jax.Array, spec: PolySpec, ax: int, mask: Any, weights: An
     """``w_c l(p_c)`` for every class; masked classes get ``p = 1``, so nothing non-finite reaches the maths."""
     if mask is not None:
         log_p = jnp.where(mask, log_p, _zero(log_p))
-    loss = loss_from_ce(-log_p, -jnp.expm1(log_p), spec, OPS, epsilon=epsilon)
+    loss = series.loss_from_ce(-log_p, -jnp.expm1(log_p), spec, OPS, epsilon=epsilon)
     return loss if weights is None else loss * weights.reshape([-1 if d == ax else 1 for d in range(log_p.ndim)])
 
 
 def _dense(z: jax.Array, q: jax.Array, spec: PolySpec, ax: int, mask: Any, weights: Any, epsilon: Any) -> jax.Array:
     """Probability targets: the fused Poly-1 (``soft_poly1``) or ``sum_c w_c q'_c l(p_c)``."""
-    q = smooth_targets(q, spec, z.shape[ax])
+    q = series.smooth_targets(q, spec, z.shape[ax])
     if _is_poly1(spec) and weights is None and mask is None:
         eps = jnp.asarray(spec.epsilons[0] if epsilon is None else epsilon, z.dtype)
         return soft_poly1(z, jnp.broadcast_to(q, z.shape), eps, ax)
@@ -219,12 +210,10 @@ def sigmoid(
     else:
         t = y.astype(z.dtype)
         valid = None if y.dtype == jnp.bool_ else (t >= 0) & (t <= 1)
-    t = smooth_binary_targets(t, spec)
+    t = series.smooth_binary_targets(t, spec)
     bce = -(t * jax.nn.log_sigmoid(z) + (1.0 - t) * jax.nn.log_sigmoid(-z))
-    # 1 - p_t = t (1 - p) + (1 - t) p: both terms non-negative, no cancellation.
-    loss = loss_from_ce(bce, t * jax.nn.sigmoid(-z) + (1.0 - t) * jax.nn.sigmoid(z), spec, OPS, epsilon=epsilon)
-    alpha_t = sigmoid_alpha_t(t, cast(float | None, spec.alpha))  # check_family allows only a number here
-    loss = jnp.broadcast_to(loss if alpha_t is None else loss * alpha_t, z.shape)
+    loss = series.sigmoid_loss(bce, t, spec, OPS, lambda: series.sigmoid_one_minus_p_t(z, t, OPS), epsilon=epsilon)
+    loss = jnp.broadcast_to(loss, z.shape)
     if valid is not None:
         loss = jnp.where(valid, loss, jnp.full((), jnp.nan, loss.dtype))
     return loss if mask is None else jnp.where(mask, loss, _zero(loss))

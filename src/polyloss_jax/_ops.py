@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 
 from polyloss_core.series import ArrayOps
 
 
 class JaxOps(ArrayOps):
-    """``where`` and ``tiny`` for jax arrays (``a + alpha * b`` fuses under XLA as it is)."""
+    """``where``, ``sigmoid`` and ``tiny`` for jax arrays (``a + alpha * b`` fuses under XLA as it is)."""
 
     def where(self, condition: Any, a: Any, b: Any) -> Any:
         return jnp.where(condition, a, b)
+
+    def sigmoid(self, x: Any) -> Any:
+        return jax.nn.sigmoid(x)
 
     def tiny(self, x: Any) -> float:
         return float(jnp.finfo(x.dtype).tiny)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from polyloss_core.checks import check_epsilon, class_index_error, shape_error, target_range_error
+from polyloss_core.checks import check_class_indices, check_epsilon, shape_error, target_range_error
 
 Axis = int | tuple[int, ...]
 
@@ -144,10 +144,8 @@ def _check_class_values(raw: Any, num_classes: int) -> None:
     would wrap when JAX narrows it to int32 is still caught.
     """
     values = host_labels(raw)
-    if values is not None and values.size:
-        bad = values[(values < 0) | (values >= num_classes)]
-        if bad.size:
-            raise class_index_error(bad.flat[0], num_classes, name="labels")
+    if values is not None:
+        check_class_indices(values, num_classes, name="labels")
 
 
 def _check_target_values(raw: Any) -> None:

@@ -1,7 +1,6 @@
 """The public JAX losses: Python options checked by ``polyloss_core.checks``, a cached spec, ``_validate``, ``_impl``.
 
-Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
-Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
+Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
 """
 
 from __future__ import annotations
@@ -177,16 +176,15 @@ def poly1_cross_entropy(
     Examples:
         >>> import jax.numpy as jnp
         >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
-        >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]])
         >>> [round(float(v), 4) for v in poly1_cross_entropy(logits, labels)]
-        [0.5174, 3.8996]
+        [0.5174, 2.5151]
 
     Reference:
         Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
         Classification Loss Functions", ICLR 2022, https://arxiv.org/abs/2204.12511
     """
-    _validate.label_kind(labels, "floating")
-    return _loss(logits, labels, *_poly1(epsilon), "softmax", axis, where)
+    return _poly1_softmax(logits, labels, "floating", epsilon, axis, where)
 
 
 def poly1_cross_entropy_with_integer_labels(
@@ -238,15 +236,13 @@ def poly1_cross_entropy_with_integer_labels(
         >>> import jax.numpy as jnp
         >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
         >>> labels = jnp.array([0, 1])
-        >>> [round(float(v), 4) for v in poly1_cross_entropy_with_integer_labels(logits, labels)]
+        >>> loss = poly1_cross_entropy_with_integer_labels(logits, labels)
+        >>> [round(float(v), 4) for v in loss]
         [0.5174, 3.8996]
 
-    Reference:
-        Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
-        Classification Loss Functions", ICLR 2022, https://arxiv.org/abs/2204.12511
+    Reference: Leng et al., ICLR 2022, https://arxiv.org/abs/2204.12511 (Poly-1, section 3).
     """
-    _validate.label_kind(labels, "integer")
-    return _loss(logits, labels, *_poly1(epsilon), "softmax", axis, where)
+    return _poly1_softmax(logits, labels, "integer", epsilon, axis, where)
 
 
 def poly1_sigmoid_focal_loss(
@@ -316,6 +312,12 @@ def _poly1(epsilon: Any, gamma: float = 0.0, alpha: float | None = None) -> tupl
     if isinstance(eps, float):
         return _poly1_spec(eps, gamma, alpha), None
     return _poly1_spec(1.0, gamma, alpha), eps
+
+
+def _poly1_softmax(logits: Any, labels: Any, kind: str, epsilon: Any, axis: Any, where: Any) -> jax.Array:
+    """The two Poly-1 softmax functions: labels of the dtype ``kind`` the function takes, then ``_loss``."""
+    _validate.label_kind(labels, kind)
+    return _loss(logits, labels, *_poly1(epsilon), "softmax", axis, where)
 
 
 def _loss(

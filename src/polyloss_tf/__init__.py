@@ -14,8 +14,7 @@ extends, and equals that loss with ``epsilon=0``):
 ``polyloss_core.PolySpec``. Functions: the same names in snake case, and
 ``poly_loss``.
 
-Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
-Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
+Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
 """
 
 from polyloss_core import PolySpec

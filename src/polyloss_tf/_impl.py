@@ -17,16 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from polyloss_core import PolySpec
-from polyloss_core.series import (
-    alpha_parts,
-    loss_from_ce,
-    poly1_class_sum,
-    sigmoid_alpha_t,
-    smooth_binary_targets,
-    smooth_targets,
-    smoothing_weights,
-)
+from polyloss_core import PolySpec, series
 
 from ._ops import OPS
 from ._validate import host_values, static_shape
@@ -40,19 +31,19 @@ def _is_tensorflow() -> bool:
 
 def _poly1_epsilon(spec: PolySpec) -> float | None:
     """``eps`` when ``spec`` is cross-entropy or Poly-1 without focal exponent or per-class weights."""
-    if spec.gamma != 0 or len(spec.epsilons) > 1 or alpha_parts(spec)[1] is not None:
+    if spec.gamma != 0 or len(spec.epsilons) > 1 or series.alpha_parts(spec)[1] is not None:
         return None
     return spec.epsilons[0] if spec.epsilons else 0.0
 
 
 def _class_weights(spec: PolySpec, dtype: str) -> Any:
     """The ``(C,)`` per-class weights of ``spec.alpha`` as a tensor, or ``None``."""
-    per_class = alpha_parts(spec)[1]
+    per_class = series.alpha_parts(spec)[1]
     return None if per_class is None else ops.convert_to_tensor(np.asarray(per_class), dtype=dtype)
 
 
 def _scaled(loss: Any, spec: PolySpec) -> Any:
-    scalar = alpha_parts(spec)[0]
+    scalar = series.alpha_parts(spec)[0]
     return loss if scalar == 1.0 else loss * scalar
 
 
@@ -96,7 +87,7 @@ def per_class_sum(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> 
     weights = _class_weights(spec, keras.backend.standardize_dtype(y_pred.dtype))
     log_p, x = _log_p_and_x(y_pred, from_logits)
     wq = q if weights is None else q * weights
-    return _scaled(ops.sum(wq * loss_from_ce(-log_p, x, spec, OPS), axis=-1), spec)
+    return _scaled(ops.sum(wq * series.loss_from_ce(-log_p, x, spec, OPS), axis=-1), spec)
 
 
 # --------------------------------------------------------------------------- class indices
@@ -123,17 +114,17 @@ def softmax_index(
     if usable is not None:
         safe = ops.where(usable, safe, 0)
     ce = ops.sparse_categorical_crossentropy(safe, y_pred, from_logits=from_logits, axis=-1)
-    loss = loss_from_ce(ce, -ops.expm1(-ce), spec, OPS)
+    loss = series.loss_from_ce(ce, -ops.expm1(-ce), spec, OPS)
     weights = _class_weights(spec, keras.backend.standardize_dtype(y_pred.dtype))
     if weights is not None:
         loss = loss * ops.take(weights, safe)
     loss = _scaled(loss, spec)
     if spec.label_smoothing:
-        hard_weight, class_weight = smoothing_weights(spec, num_classes)
+        hard_weight, class_weight = series.smoothing_weights(spec, num_classes)
         eps = _poly1_epsilon(spec)
         if eps is not None:
             log_p, _ = _log_p_and_x(y_pred, from_logits)
-            class_sum = _scaled(poly1_class_sum(-ops.sum(log_p, axis=-1), spec, num_classes, epsilon=eps), spec)
+            class_sum = _scaled(series.poly1_class_sum(-ops.sum(log_p, axis=-1), spec, num_classes, epsilon=eps), spec)
         else:
             class_sum = per_class_sum(ops.ones_like(y_pred), y_pred, spec, from_logits=from_logits)
         loss = hard_weight * loss + class_weight * class_sum
@@ -156,7 +147,7 @@ def poly1_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> An
     epsilon = spec.epsilons[0]
     if not from_logits:  # Keras' own clipped cross-entropy (it keeps the logits behind a softmax on TensorFlow)
         ce = ops.categorical_crossentropy(q, y_pred, axis=-1)
-        return loss_from_ce(ce, ops.sum(q * (1.0 - _probabilities(y_pred)), axis=-1), spec, OPS)
+        return series.loss_from_ce(ce, ops.sum(q * (1.0 - _probabilities(y_pred)), axis=-1), spec, OPS)
 
     @ops.custom_gradient
     def loss_of(z: Any) -> Any:
@@ -169,7 +160,7 @@ def poly1_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> An
             scale = ops.expand_dims(upstream * (total + epsilon * overlap), -1)
             return p * scale - ops.expand_dims(upstream, -1) * q * (1.0 + epsilon * p)
 
-        return loss_from_ce(-ops.sum(q * log_p, axis=-1), total - overlap, spec, OPS), grad
+        return series.loss_from_ce(-ops.sum(q * log_p, axis=-1), total - overlap, spec, OPS), grad
 
     return loss_of(y_pred)
 
@@ -184,7 +175,7 @@ def softmax_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> 
     on the host, else it is an ``ops.cond``.
     """
     num_classes = int(y_pred.shape[-1])
-    q = smooth_targets(q, spec, num_classes)
+    q = series.smooth_targets(q, spec, num_classes)
     eps = _poly1_epsilon(spec)
     tensorflow = from_logits and _is_tensorflow()
     if tensorflow:
@@ -203,7 +194,7 @@ def softmax_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> 
     weights = _class_weights(spec, keras.backend.standardize_dtype(y_pred.dtype))
 
     def hard(ce: Any) -> Any:
-        loss = _scaled(loss_from_ce(ce, -ops.expm1(-ce), spec, OPS), spec)
+        loss = _scaled(series.loss_from_ce(ce, -ops.expm1(-ce), spec, OPS), spec)
         return loss if weights is None else loss * ops.sum(q * weights, axis=-1)
 
     def general(rows: Any, z: Any) -> Any:
@@ -229,20 +220,15 @@ def sigmoid(t: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:
     cross-entropy clips them, and ``1 - p_t`` comes from the clipped value too,
     so a prediction outside ``[0, 1]`` cannot make the loss negative.
     """
-    t = smooth_binary_targets(t, spec)
-    loss = ops.binary_crossentropy(t, y_pred, from_logits=from_logits)
-    if not spec.is_cross_entropy:
-        if from_logits:  # 1 - p_t = t (1 - p) + (1 - t) p: non-negative terms, no cancellation
-            x = t * ops.sigmoid(-y_pred) + (1.0 - t) * ops.sigmoid(y_pred)
-        else:
-            eps = keras.backend.epsilon()
-            p = ops.clip(y_pred, eps, 1.0 - eps)
-            x = t * (1.0 - p) + (1.0 - t) * p
-        loss = loss_from_ce(loss, x, spec, OPS)
-    alpha_t = sigmoid_alpha_t(t, None if spec.alpha is None else float(spec.alpha))  # type: ignore[arg-type]
-    if alpha_t is not None:
-        loss = alpha_t * loss
-    return loss
+    t = series.smooth_binary_targets(t, spec)
+
+    def one_minus_p_t() -> Any:
+        if from_logits:
+            return series.sigmoid_one_minus_p_t(y_pred, t, OPS)
+        p = ops.clip(y_pred, keras.backend.epsilon(), 1.0 - keras.backend.epsilon())
+        return t * (1.0 - p) + (1.0 - t) * p
+
+    return series.sigmoid_loss(ops.binary_crossentropy(t, y_pred, from_logits=from_logits), t, spec, OPS, one_minus_p_t)
 
 
 def nan_outside_unit_interval(t: Any, loss: Any, axis: int | None) -> Any:

@@ -12,10 +12,13 @@ from polyloss_core.series import ArrayOps
 
 
 class KerasOps(ArrayOps):
-    """``where`` and ``tiny`` through ``keras.ops``, so they run on every Keras backend."""
+    """``where``, ``sigmoid`` and ``tiny`` through ``keras.ops``, so they run on every Keras backend."""
 
     def where(self, condition: Any, a: Any, b: Any) -> Any:
         return ops.where(condition, a, b)
+
+    def sigmoid(self, x: Any) -> Any:
+        return ops.sigmoid(x)
 
     def tiny(self, x: Any) -> float:
         return float(np.finfo(np.dtype(keras.backend.standardize_dtype(x.dtype))).tiny)

@@ -23,7 +23,7 @@ from keras import ops
 from keras.src.backend import set_keras_mask as set_keras_mask
 from keras.src.losses.loss import squeeze_or_expand_to_same_rank as squeeze_or_expand_to_same_rank
 
-from polyloss_core.checks import class_index_error, shape_error, target_range_error
+from polyloss_core.checks import check_class_indices, shape_error, target_range_error
 
 FLOATS = ("float16", "bfloat16", "float32", "float64")
 
@@ -124,19 +124,9 @@ def host_values(x: Any) -> np.ndarray | None:
 def index_values_checked(y: Any, num_classes: int, ignore_class: int | None) -> bool:
     """Raise for class indices outside ``[0, C)`` when they are on the host; ``False`` if unread."""
     values = host_values(y)
-    if values is None:
-        return False
-    flat = values.ravel()
-    if flat.dtype.kind == "f":
-        fractional = flat != np.floor(flat)
-        if fractional.any():
-            raise ValueError(f"y_true must hold integer class indices, got the value {float(flat[fractional][0])!r}")
-    bad = (flat < 0) | (flat >= num_classes)
-    if ignore_class is not None:
-        bad &= flat != ignore_class
-    if bad.any():
-        raise class_index_error(flat[bad][0], num_classes, ignore_class, name="y_true", ignore_name="ignore_class")
-    return True
+    if values is not None:
+        check_class_indices(values, num_classes, ignore_class, name="y_true", ignore_name="ignore_class")
+    return values is not None
 
 
 def target_values_checked(t: Any) -> bool:

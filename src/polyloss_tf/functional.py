@@ -5,39 +5,21 @@ value per example (the class axis is reduced) and apply no sample weights or
 reduction; the loss classes in ``polyloss_tf.losses`` add those. The
 exception is ``poly_loss`` with ``family="sigmoid"``, which returns one value
 per element so that detection and multi-label code can reduce as it needs.
-
-Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
-Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 import keras
 from keras import ops
 
-from polyloss_core import PolySpec, check_family
-from polyloss_core.checks import (
-    check_bool,
-    check_epsilon,
-    check_gamma,
-    check_int,
-    check_label_smoothing,
-    check_sigmoid_alpha,
-)
+from polyloss_core import PolySpec, check_family, checks
 
 from . import _impl, _validate
-
-__all__ = [
-    "poly1_binary_crossentropy",
-    "poly1_binary_focal_crossentropy",
-    "poly1_categorical_crossentropy",
-    "poly1_categorical_focal_crossentropy",
-    "poly1_sparse_categorical_crossentropy",
-    "poly_loss",
-]
 
 
 # --------------------------------------------------------------------------- configuration
@@ -46,23 +28,23 @@ def _cached_spec(epsilon: float, gamma: float, alpha: Any, label_smoothing: floa
     return PolySpec(epsilons=(epsilon,), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
 
 
-def poly1_spec(epsilon: Any, *, gamma: Any = 0.0, alpha: Any = None, label_smoothing: Any = 0.0) -> PolySpec:
-    """The (cached) Poly-1 spec of a named loss; each argument checked by core under its Keras name."""
-    if alpha is not None and not isinstance(alpha, (int, float)):
+def named_spec(options: Mapping[str, Any]) -> PolySpec:
+    """The (cached) spec of a named loss from its arguments, each checked by core under its Keras name.
+
+    The binary focal ``alpha`` is checked always (as Keras does) and applies only with ``apply_class_balancing``.
+    """
+    alpha = options.get("alpha")
+    if "apply_class_balancing" in options:
+        alpha = checks.check_sigmoid_alpha(alpha)
+        alpha = alpha if checks.check_bool("apply_class_balancing", options["apply_class_balancing"]) else None
+    elif alpha is not None and not isinstance(alpha, (int, float)):
         alpha = tuple(alpha.tolist() if hasattr(alpha, "tolist") else alpha)
+    epsilon, gamma = checks.check_epsilon(options["epsilon"]), checks.check_gamma(options.get("gamma", 0.0))
+    fields = epsilon, gamma, alpha, checks.check_label_smoothing(options.get("label_smoothing", 0.0))
     try:
-        return _cached_spec(check_epsilon(epsilon), check_gamma(gamma), alpha, check_label_smoothing(label_smoothing))
+        return _cached_spec(*fields)
     except TypeError:  # an unhashable alpha (nested lists): PolySpec names the field
-        return PolySpec(epsilons=(check_epsilon(epsilon),), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
-
-
-def binary_focal_spec(
-    epsilon: Any, apply_class_balancing: Any, alpha: Any, gamma: Any, label_smoothing: Any
-) -> PolySpec:
-    """The spec of the binary focal loss; ``alpha`` (checked always, as Keras) applies with class balancing."""
-    alpha = check_sigmoid_alpha(alpha)
-    balancing = check_bool("apply_class_balancing", apply_class_balancing)
-    return poly1_spec(epsilon, gamma=gamma, alpha=alpha if balancing else None, label_smoothing=label_smoothing)
+        return _cached_spec.__wrapped__(*fields)
 
 
 def check_ignore_class(ignore_class: Any, family: str = "softmax") -> int | None:
@@ -70,19 +52,39 @@ def check_ignore_class(ignore_class: Any, family: str = "softmax") -> int | None
         return None
     if family != "softmax":
         raise ValueError(f"ignore_class applies to the softmax family only, got family={family!r}")
-    return check_int("ignore_class", ignore_class)
+    return checks.check_int("ignore_class", ignore_class)
 
 
-def _named(
-    y_true: Any, y_pred: Any, spec: PolySpec, family: str, expect: str, from_logits: Any, axis: Any, ignore: Any
-) -> Any:
-    """The named functions' call of ``unreduced`` (the sigmoid ones average over ``axis``, as Keras)."""
-    from_logits, axis, ignore_class = (
-        check_bool("from_logits", from_logits),
-        check_int("axis", axis),
-        check_ignore_class(ignore),
-    )
-    return unreduced(y_true, y_pred, spec, family, from_logits, axis, ignore_class, expect, mean=family == "sigmoid")
+_Named = TypeVar("_Named", bound=Callable[..., Any])
+
+
+def _named(family: str, expect: str) -> Callable[[_Named], _Named]:
+    """A named loss from its signature and docstring: the arguments go to ``named_spec`` and ``unreduced``.
+
+    The sigmoid ones average over ``axis``, as Keras' binary losses do. The result keeps the
+    written signature for type checkers and editors.
+    """
+
+    def decorate(signature_only: _Named) -> _Named:
+        signature = inspect.signature(signature_only)
+
+        @functools.wraps(signature_only)
+        def loss(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            options, mean = bound.arguments, family == "sigmoid"
+            spec, from_logits = named_spec(options), checks.check_bool("from_logits", options["from_logits"])
+            axis, ignore_class = (
+                checks.check_int("axis", options["axis"]),
+                check_ignore_class(options.get("ignore_class")),
+            )
+            return unreduced(
+                options["y_true"], options["y_pred"], spec, family, from_logits, axis, ignore_class, expect, mean
+            )
+
+        return cast(_Named, keras.saving.register_keras_serializable(package="polyloss")(loss))
+
+    return decorate
 
 
 # --------------------------------------------------------------------------- the shared body
@@ -111,7 +113,6 @@ def unreduced(
     if keras.backend.standardize_dtype(y_pred.dtype) in ("float16", "bfloat16"):
         y_pred = ops.cast(y_pred, "float32")
     dtype = keras.backend.standardize_dtype(y_pred.dtype)
-    keep = None
     if family == "sigmoid":
         if kind == "index":
             checked = _validate.index_values_checked(y, num_classes, None)
@@ -126,16 +127,12 @@ def unreduced(
     # Classes on the literal last axis: TensorFlow's softmax ops transpose any other axis with a
     # computed permutation whose gradient XLA cannot compile inside a cond.
     z = y_pred if ax == len(y_pred.shape) - 1 else ops.moveaxis(y_pred, ax, -1)
-    if kind == "index":
-        checked = _validate.index_values_checked(y, num_classes, ignore_class)
-        loss, keep = _impl.softmax_index(
-            y, z, spec, from_logits=from_logits, ignore_class=ignore_class, checked=checked
-        )
-    else:
+    if kind == "dense":
         _validate.warn_single_class(num_classes, y_pred)
         q = ops.cast(y, dtype)
-        q = q if ax == len(y_pred.shape) - 1 else ops.moveaxis(q, ax, -1)
-        loss = _impl.softmax_dense(q, z, spec, from_logits=from_logits)
+        return _impl.softmax_dense(q if z is y_pred else ops.moveaxis(q, ax, -1), z, spec, from_logits=from_logits)
+    checked = _validate.index_values_checked(y, num_classes, ignore_class)
+    loss, keep = _impl.softmax_index(y, z, spec, from_logits=from_logits, ignore_class=ignore_class, checked=checked)
     if keep is not None:
         # How Keras' sparse loss marks ignore_class positions; Loss.__call__ leaves them out of the reduction.
         _validate.set_keras_mask(loss, mask=keep)
@@ -213,20 +210,21 @@ def poly_loss(
     """
     if not isinstance(spec, PolySpec):
         raise TypeError(f"spec must be a polyloss_core.PolySpec, got {type(spec).__name__}")
-    family, from_logits = check_family(spec, family), check_bool("from_logits", from_logits)
+    family, from_logits = check_family(spec, family), checks.check_bool("from_logits", from_logits)
     return unreduced(
-        y_true, y_pred, spec, family, from_logits, check_int("axis", axis), check_ignore_class(ignore_class, family)
+        y_true,
+        y_pred,
+        spec,
+        family,
+        from_logits,
+        checks.check_int("axis", axis),
+        check_ignore_class(ignore_class, family),
     )
 
 
-@keras.saving.register_keras_serializable(package="polyloss")
+@_named("softmax", "dense")
 def poly1_categorical_crossentropy(
-    y_true: Any,
-    y_pred: Any,
-    epsilon: float = 1.0,
-    from_logits: bool = False,
-    label_smoothing: float = 0.0,
-    axis: int = -1,
+    y_true, y_pred, epsilon: float = 1.0, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1
 ) -> Any:
     """Poly-1 categorical cross-entropy per example: ``CE + epsilon * (1 - p_t)``.
 
@@ -236,19 +234,17 @@ def poly1_categorical_crossentropy(
     ``keras.losses.categorical_crossentropy``.
 
     Args:
-        y_true: one-hot or probability targets, same shape as ``y_pred``.
-        y_pred: probabilities (default) or logits, float16 to float64.
+        y_true (array): one-hot or probability targets, same shape as ``y_pred``.
+        y_pred (array): probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``. Leng et al.
             suggest trying about ``2`` for ImageNet-style classification.
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
         label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
         axis: the class axis. Default ``-1``.
 
-    Shape:
-        ``y_true`` and ``y_pred``: ``(..., C, ...)``; output: without ``axis``.
-
     Returns:
-        The per-example loss (float32 for half-precision ``y_pred``, else its dtype).
+        One loss per example (``y_pred``'s shape without ``axis``; float32 for
+        half-precision ``y_pred``, else its dtype).
 
     Examples:
         >>> import numpy as np
@@ -260,18 +256,11 @@ def poly1_categorical_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
-    spec = poly1_spec(epsilon, label_smoothing=label_smoothing)
-    return _named(y_true, y_pred, spec, "softmax", "dense", from_logits, axis, None)
 
 
-@keras.saving.register_keras_serializable(package="polyloss")
+@_named("softmax", "index")
 def poly1_sparse_categorical_crossentropy(
-    y_true: Any,
-    y_pred: Any,
-    epsilon: float = 1.0,
-    from_logits: bool = False,
-    ignore_class: int | None = None,
-    axis: int = -1,
+    y_true, y_pred, epsilon: float = 1.0, from_logits: bool = False, ignore_class: int | None = None, axis: int = -1
 ) -> Any:
     """Poly-1 sparse categorical cross-entropy per example: ``CE + epsilon * (1 - p_t)``.
 
@@ -280,20 +269,18 @@ def poly1_sparse_categorical_crossentropy(
     ``epsilon=0`` it equals ``keras.losses.sparse_categorical_crossentropy``.
 
     Args:
-        y_true: integer class indices (any integer or integral float dtype) in
+        y_true (array): integer class indices (any integer or integral float dtype) in
             ``[0, C)``, with ``y_pred``'s shape without ``axis`` (or size 1 there).
-        y_pred: probabilities (default) or logits, float16 to float64.
+        y_pred (array): probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
         ignore_class: a label value whose positions get loss 0 and a Keras mask
             (e.g. ``-1`` or ``255`` for void pixels in segmentation). Default ``None``.
         axis: the class axis of ``y_pred``. Default ``-1``.
 
-    Shape:
-        ``y_pred``: ``(..., C, ...)``; ``y_true`` and output: ``y_pred``'s shape without ``axis``.
-
     Returns:
-        The per-example loss (float32 for half-precision ``y_pred``, else its dtype).
+        The per-example loss, shaped like ``y_true`` (float32 for half-precision
+        ``y_pred``, else its dtype).
 
     Raises:
         ValueError: (eagerly) a label outside ``[0, C)`` other than ``ignore_class``.
@@ -308,14 +295,45 @@ def poly1_sparse_categorical_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
-    spec = poly1_spec(epsilon)
-    return _named(y_true, y_pred, spec, "softmax", "index", from_logits, axis, ignore_class)
 
 
-@keras.saving.register_keras_serializable(package="polyloss")
+@_named("sigmoid", "dense")
+def poly1_binary_crossentropy(
+    y_true, y_pred, epsilon: float = 1.0, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1
+) -> Any:
+    """Poly-1 binary cross-entropy, averaged over ``axis`` like Keras: ``mean(BCE + epsilon (1 - p_t))``.
+
+    Per element ``p_t = t p + (1 - t)(1 - p)`` with the smoothed target
+    ``t = (1 - s) y_true + s / 2``. With ``epsilon=0`` it equals
+    ``keras.losses.binary_crossentropy``. For the unaveraged per-element loss use
+    ``poly_loss(..., family="sigmoid")``.
+
+    Args:
+        y_true (array): targets in ``[0, 1]``, same shape as ``y_pred``.
+        y_pred (array): probabilities (default) or logits, float16 to float64.
+        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
+        from_logits: whether ``y_pred`` holds logits. Default ``False``.
+        label_smoothing: ``s`` in ``[0, 1)``; targets move towards 0.5. Default ``0.0``.
+        axis: the axis the mean is taken over. Default ``-1``.
+
+    Returns:
+        The loss averaged over ``axis`` (float32 for half-precision ``y_pred``, else its dtype).
+
+    Examples:
+        >>> import numpy as np
+        >>> y_true = np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")
+        >>> y_pred = np.array([[0.6, 0.4], [0.4, 0.6]], dtype="float32")
+        >>> [round(float(v), 4) for v in keras.ops.convert_to_numpy(poly1_binary_crossentropy(y_true, y_pred))]
+        [1.5163, 1.2136]
+
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
+    """
+
+
+@_named("softmax", "dense")
 def poly1_categorical_focal_crossentropy(
-    y_true: Any,
-    y_pred: Any,
+    y_true,
+    y_pred,
     epsilon: float = 1.0,
     alpha: float | list[float] | None = 0.25,
     gamma: float = 2.0,
@@ -332,84 +350,34 @@ def poly1_categorical_focal_crossentropy(
     Keras clips probabilities at ``1e-7`` while this works from ``log_softmax``).
 
     Args:
-        y_true: one-hot or probability targets, same shape as ``y_pred``.
-        y_pred: probabilities (default) or logits, float16 to float64.
+        y_true (array): one-hot or probability targets, same shape as ``y_pred``.
+        y_pred (array): probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
         alpha: class weight: a number ``>= 0`` for every class, a list with one
             weight per class, or ``None`` for no weighting. Default ``0.25``.
         gamma: the focusing exponent, ``>= 0``. Default ``2.0``.
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
-        label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
-        axis: the class axis. Default ``-1``.
-
-    Shape:
-        ``y_true`` and ``y_pred``: ``(..., C, ...)``; output: without ``axis``.
+        label_smoothing: the smoothing amount ``s``, in ``[0, 1)``. Default ``0.0``.
+        axis: the class axis, reduced in the output. Default ``-1``.
 
     Returns:
-        The per-example loss (float32 for half-precision ``y_pred``, else its dtype).
+        The focal loss of each example (float32 for half-precision ``y_pred``).
 
     Examples:
         >>> import numpy as np
         >>> y_true = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype="float32")
         >>> y_pred = np.array([[0.2, 0.7, 0.1], [0.3, 0.3, 0.4]], dtype="float32")
-        >>> loss = poly1_categorical_focal_crossentropy(y_true, y_pred, epsilon=1.0)
-        >>> print(np.round(keras.ops.convert_to_numpy(loss), 4))
+        >>> print(np.round(keras.ops.convert_to_numpy(poly1_categorical_focal_crossentropy(y_true, y_pred)), 4))
         [0.0148 0.1365]
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., ICCV 2017.
     """
-    spec = poly1_spec(epsilon, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
-    return _named(y_true, y_pred, spec, "softmax", "dense", from_logits, axis, None)
 
 
-@keras.saving.register_keras_serializable(package="polyloss")
-def poly1_binary_crossentropy(
-    y_true: Any,
-    y_pred: Any,
-    epsilon: float = 1.0,
-    from_logits: bool = False,
-    label_smoothing: float = 0.0,
-    axis: int = -1,
-) -> Any:
-    """Poly-1 binary cross-entropy, averaged over ``axis`` like Keras: ``mean(BCE + epsilon (1 - p_t))``.
-
-    Per element ``p_t = t p + (1 - t)(1 - p)`` with the smoothed target
-    ``t = (1 - s) y_true + s / 2``. With ``epsilon=0`` it equals
-    ``keras.losses.binary_crossentropy``. For the unaveraged per-element loss use
-    ``poly_loss(..., family="sigmoid")``.
-
-    Args:
-        y_true: targets in ``[0, 1]``, same shape as ``y_pred``.
-        y_pred: probabilities (default) or logits, float16 to float64.
-        epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
-        from_logits: whether ``y_pred`` holds logits. Default ``False``.
-        label_smoothing: ``s`` in ``[0, 1)``; targets move towards 0.5. Default ``0.0``.
-        axis: the axis the mean is taken over. Default ``-1``.
-
-    Shape:
-        ``y_true`` and ``y_pred``: ``(N, ..., D)``; output: without ``axis``.
-
-    Returns:
-        The loss averaged over ``axis`` (float32 for half-precision ``y_pred``, else its dtype).
-
-    Examples:
-        >>> import numpy as np
-        >>> y_true = np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")
-        >>> y_pred = np.array([[0.6, 0.4], [0.4, 0.6]], dtype="float32")
-        >>> loss = poly1_binary_crossentropy(y_true, y_pred, epsilon=1.0)
-        >>> print(np.round(keras.ops.convert_to_numpy(loss), 4))
-        [1.5163 1.2136]
-
-    Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
-    """
-    spec = poly1_spec(epsilon, label_smoothing=label_smoothing)
-    return _named(y_true, y_pred, spec, "sigmoid", "dense", from_logits, axis, None)
-
-
-@keras.saving.register_keras_serializable(package="polyloss")
+@_named("sigmoid", "dense")
 def poly1_binary_focal_crossentropy(
-    y_true: Any,
-    y_pred: Any,
+    y_true,
+    y_pred,
     epsilon: float = 1.0,
     apply_class_balancing: bool = False,
     alpha: float = 0.25,
@@ -428,8 +396,8 @@ def poly1_binary_focal_crossentropy(
     ``keras.losses.binary_focal_crossentropy``.
 
     Args:
-        y_true: targets in ``[0, 1]``, same shape as ``y_pred``.
-        y_pred: probabilities (default) or logits, float16 to float64.
+        y_true (array): targets in ``[0, 1]``, same shape as ``y_pred``.
+        y_pred (array): probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``. Leng et al.
             report ``-1`` working well for COCO detection.
         apply_class_balancing: weigh positives by ``alpha`` and negatives by
@@ -440,11 +408,8 @@ def poly1_binary_focal_crossentropy(
         label_smoothing: ``s`` in ``[0, 1)``; targets move towards 0.5. Default ``0.0``.
         axis: the axis the mean is taken over. Default ``-1``.
 
-    Shape:
-        ``y_true`` and ``y_pred``: ``(N, ..., D)``; output: without ``axis``.
-
     Returns:
-        The loss averaged over ``axis`` (float32 for half-precision ``y_pred``, else its dtype).
+        The mean over ``axis`` of the per-element focal loss (float32 for half precision).
 
     Examples:
         >>> import numpy as np
@@ -454,7 +419,5 @@ def poly1_binary_focal_crossentropy(
         >>> print(np.round(keras.ops.convert_to_numpy(loss), 4))
         [0.5459 0.3458]
 
-    Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., ICCV 2017.
+    Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    spec = binary_focal_spec(epsilon, apply_class_balancing, alpha, gamma, label_smoothing)
-    return _named(y_true, y_pred, spec, "sigmoid", "dense", from_logits, axis, None)

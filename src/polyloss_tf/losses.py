@@ -8,8 +8,10 @@ losses. All classes are registered as Keras serializables under the package
 ``"polyloss"``, so models compiled with them save to ``.keras`` and load with
 ``keras.saving.load_model`` without ``custom_objects``.
 
-Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
-Classification Loss Functions", ICLR 2022, arXiv:2204.12511.
+A ``Poly1...`` class takes ``epsilon`` and then the arguments of the Keras loss
+it extends, in Keras' order and with Keras' defaults (``name`` gains the prefix
+``poly1_``); its spec comes from ``polyloss_tf.functional.named_spec``, as the
+matching function's does.
 """
 
 from __future__ import annotations
@@ -19,20 +21,10 @@ from typing import Any
 
 import keras
 
-from polyloss_core import PolySpec, check_family
-from polyloss_core.checks import check_bool, check_int
+from polyloss_core import PolySpec, check_family, checks
 
 from . import _validate
 from . import functional as F
-
-__all__ = [
-    "Poly1BinaryCrossentropy",
-    "Poly1BinaryFocalCrossentropy",
-    "Poly1CategoricalCrossentropy",
-    "Poly1CategoricalFocalCrossentropy",
-    "Poly1SparseCategoricalCrossentropy",
-    "PolyLoss",
-]
 
 
 def _dtype_config(dtype: Any) -> Any:
@@ -55,23 +47,22 @@ class _SpecLoss(keras.losses.Loss):
     masks and the reduction.
     """
 
-    def __init__(self, spec: PolySpec, family: str, expect: str | None, arguments: dict[str, Any]) -> None:
+    def __init__(self, spec: PolySpec, family: str, expect: str | None, arguments: Mapping[str, Any]) -> None:
         config = {key: value for key, value in arguments.items() if key not in ("self", "__class__", "spec")}
         reduction, name, dtype = config.pop("reduction"), config.pop("name"), config.pop("dtype")
         super().__init__(name=name, reduction=reduction, dtype=dtype)  # Keras checks `reduction`
-        config["from_logits"] = check_bool("from_logits", config["from_logits"])
-        config["axis"] = check_int("axis", config["axis"])
-        if "ignore_class" in config:
-            config["ignore_class"] = F.check_ignore_class(config["ignore_class"], family)
-        checked = {"epsilon": spec.epsilons[0] if spec.epsilons else 0.0, "gamma": spec.gamma}
-        checked["label_smoothing"] = spec.label_smoothing
-        config.update({key: value for key, value in checked.items() if key in config})  # JSON-safe floats
-        if "alpha" in config and isinstance(spec.alpha, tuple):
-            config["alpha"] = list(spec.alpha)
-        elif config.get("alpha") is not None:
-            config["alpha"] = float(config["alpha"])
-        if "apply_class_balancing" in config:
-            config["apply_class_balancing"] = bool(config["apply_class_balancing"])
+        alpha = config.get("alpha")
+        checked = {  # validated, JSON-safe values of the arguments this class has
+            "from_logits": checks.check_bool("from_logits", config["from_logits"]),
+            "axis": checks.check_int("axis", config["axis"]),
+            "ignore_class": F.check_ignore_class(config.get("ignore_class"), family),
+            "epsilon": spec.epsilons[0] if spec.epsilons else 0.0,
+            "gamma": spec.gamma,
+            "label_smoothing": spec.label_smoothing,
+            "alpha": list(spec.alpha) if isinstance(spec.alpha, tuple) else None if alpha is None else float(alpha),
+            "apply_class_balancing": bool(config.get("apply_class_balancing")),
+        }
+        config.update({key: value for key, value in checked.items() if key in config})
         self.__dict__.update(config)
         self.spec = spec
         self._config = {"dtype": _dtype_config(dtype), **config}
@@ -143,8 +134,7 @@ class Poly1CategoricalCrossentropy(_SpecLoss):
         name: str = "poly1_categorical_crossentropy",
         dtype: Any = None,
     ) -> None:
-        spec = F.poly1_spec(epsilon, label_smoothing=label_smoothing)
-        super().__init__(spec, "softmax", "dense", locals())
+        super().__init__(F.named_spec(locals()), "softmax", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -201,8 +191,7 @@ class Poly1SparseCategoricalCrossentropy(_SpecLoss):
         name: str = "poly1_sparse_categorical_crossentropy",
         dtype: Any = None,
     ) -> None:
-        spec = F.poly1_spec(epsilon)
-        super().__init__(spec, "softmax", "index", locals())
+        super().__init__(F.named_spec(locals()), "softmax", "index", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -255,8 +244,7 @@ class Poly1BinaryCrossentropy(_SpecLoss):
         name: str = "poly1_binary_crossentropy",
         dtype: Any = None,
     ) -> None:
-        spec = F.poly1_spec(epsilon, label_smoothing=label_smoothing)
-        super().__init__(spec, "sigmoid", "dense", locals())
+        super().__init__(F.named_spec(locals()), "sigmoid", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -317,8 +305,7 @@ class Poly1CategoricalFocalCrossentropy(_SpecLoss):
         name: str = "poly1_categorical_focal_crossentropy",
         dtype: Any = None,
     ) -> None:
-        spec = F.poly1_spec(epsilon, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
-        super().__init__(spec, "softmax", "dense", locals())
+        super().__init__(F.named_spec(locals()), "softmax", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -379,8 +366,7 @@ class Poly1BinaryFocalCrossentropy(_SpecLoss):
         name: str = "poly1_binary_focal_crossentropy",
         dtype: Any = None,
     ) -> None:
-        spec = F.binary_focal_spec(epsilon, apply_class_balancing, alpha, gamma, label_smoothing)
-        super().__init__(spec, "sigmoid", "dense", locals())
+        super().__init__(F.named_spec(locals()), "sigmoid", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")

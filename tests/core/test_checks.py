@@ -86,3 +86,16 @@ def test_message_builders_name_the_argument_and_show_the_values() -> None:
     assert message == "weight must have shape (5,), one entry per class, got (3,)"
     for error in (checks.class_index_error(9, 2), checks.target_range_error(0, 3), checks.shape_error("a", (), (1,))):
         assert isinstance(error, ValueError)
+
+
+def test_check_class_indices_names_the_first_bad_label_and_honours_the_ignored_value() -> None:
+    checks.check_class_indices(np.array([[0, 4], [-100, 2]]), 5, -100)
+    with pytest.raises(ValueError, match=r"y_true contains class index -1, .*\(ignore_class=-100\)"):
+        checks.check_class_indices(np.array([0, -1, 7]), 5, -100, name="y_true", ignore_name="ignore_class")
+
+
+@pytest.mark.parametrize("bad", [1.5, float("nan")])
+def test_check_class_indices_rejects_non_integral_floating_labels(bad: float) -> None:
+    checks.check_class_indices(np.array([0.0, 3.0]), 5)
+    with pytest.raises(ValueError, match="labels must hold integer class indices, got the value"):
+        checks.check_class_indices(np.array([0.0, bad]), 5, name="labels")

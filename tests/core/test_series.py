@@ -13,6 +13,8 @@ from polyloss_core.series import (
     poly1_class_sum,
     poly_loss_from_log_prob,
     sigmoid_alpha_t,
+    sigmoid_loss,
+    sigmoid_one_minus_p_t,
     smooth_binary_targets,
     smooth_targets,
     smoothing_weights,
@@ -126,3 +128,36 @@ def test_loss_from_ce_equals_the_log_prob_form() -> None:
     x = -np.expm1(-ce)
     for spec in (PolySpec.cross_entropy(), PolySpec.poly1(1.0), PolySpec.focal(2.0), PolySpec.poly_n(1.0, 0.5)):
         np.testing.assert_allclose(loss_from_ce(ce, x, spec, OPS), poly_loss_from_log_prob(-ce, x, spec), rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        PolySpec.cross_entropy(),
+        PolySpec.poly1(2.0),
+        PolySpec.poly1_focal(-1.0, 2.0, 0.25),
+        PolySpec.focal(1.5, 0.75),
+        PolySpec(epsilons=(1.0, 0.5), label_smoothing=0.2),
+    ],
+    ids=["ce", "poly1", "poly1-focal-alpha", "focal-fractional", "poly2-smoothed"],
+)
+def test_sigmoid_loss_reproduces_the_sigmoid_reference(spec: PolySpec) -> None:
+    z = RNG.normal(scale=4.0, size=(6, 3))
+    t = smooth_binary_targets((RNG.random((6, 3)) < 0.4).astype(np.float64), spec)
+    bce = np.logaddexp(0.0, z) - t * z
+    ours = sigmoid_loss(bce, t, spec, OPS, lambda: sigmoid_one_minus_p_t(z, t, OPS))
+    raw = (t - 0.5 * spec.label_smoothing) / (1.0 - spec.label_smoothing)  # the reference smooths itself
+    np.testing.assert_allclose(ours, reference.sigmoid_poly_loss(z, raw, spec), rtol=1e-12, atol=1e-15)
+
+
+def test_sigmoid_loss_asks_for_one_minus_p_t_only_when_the_spec_needs_it() -> None:
+    def unused() -> np.ndarray:
+        raise AssertionError("plain binary cross-entropy needs no 1 - p_t")
+
+    bce, t = np.array([0.3]), np.array([1.0])
+    assert sigmoid_loss(bce, t, PolySpec(alpha=0.25), OPS, unused).tolist() == [0.3 * 0.25]
+
+
+def test_sigmoid_one_minus_p_t_keeps_its_relative_precision_for_confident_logits() -> None:
+    z, t = np.array([40.0, -40.0]), np.array([1.0, 0.0])
+    np.testing.assert_allclose(sigmoid_one_minus_p_t(z, t, OPS), np.exp(-40.0) / (1.0 + np.exp(-40.0)), rtol=1e-14)

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from polyloss_core import PolySpec
 
 from ..data import Problem, RunResult
+from ..metrics import balanced_accuracy
 
-__all__ = ["BACKENDS", "BackendInfo", "EpochCallback", "available", "run"]
+__all__ = ["BACKENDS", "BackendInfo", "EpochCallback", "available", "epochs", "run"]
 
 #: Called after every epoch with ``(epoch_index, train_loss)``.
 EpochCallback = Callable[[int, float], None]
@@ -79,4 +84,37 @@ def run(name: str, spec: PolySpec, problem: Problem, on_epoch: EpochCallback | N
         module.train(PolySpec.cross_entropy(), dataclasses.replace(problem, batches=[problem.batches[0][:1]]))
         _WARMED_UP.add(name)
     result: RunResult = module.train(spec, problem, on_epoch)
+    return result
+
+
+def epochs(
+    problem: Problem,
+    step: Callable[[np.ndarray], Any],
+    predict: Callable[[np.ndarray], Any],
+    on_epoch: EpochCallback | None,
+    start: float,
+) -> RunResult:
+    """The loop every runner shares: its ``step`` on each minibatch, then test metrics after each epoch.
+
+    Args:
+        problem: data and batch order.
+        step: one SGD step on the training rows ``index``; returns the batch's mean loss.
+        predict: logits for an input matrix (any array NumPy converts).
+        on_epoch: optional callback ``(epoch, train_loss)`` after every epoch.
+        start: ``time.perf_counter()`` when the runner began (model set-up is timed too).
+
+    Returns:
+        Per-epoch training loss and test balanced accuracy, final test and validation logits, wall time.
+    """
+    result = RunResult()
+    for epoch, batches in enumerate(problem.batches):
+        total = sum(float(np.asarray(step(index))) * len(index) for index in batches)
+        logits = np.asarray(predict(problem.x_test), dtype=np.float64)
+        result.train_loss.append(total / len(problem.y_train))
+        result.test_balanced_accuracy.append(balanced_accuracy(logits, problem.y_test))
+        if on_epoch is not None:
+            on_epoch(epoch, result.train_loss[-1])
+    result.test_logits = logits
+    result.val_logits = np.asarray(predict(problem.x_val), dtype=np.float64)
+    result.seconds = time.perf_counter() - start
     return result

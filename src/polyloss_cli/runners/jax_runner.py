@@ -14,8 +14,7 @@ import polyloss_jax
 from polyloss_core import PolySpec
 
 from ..data import Problem, RunResult
-from ..metrics import balanced_accuracy
-from . import EpochCallback
+from . import EpochCallback, epochs
 
 __all__ = ["train"]
 
@@ -26,16 +25,7 @@ def _forward(params: dict[str, Any], x: Any) -> Any:
 
 
 def train(spec: PolySpec, problem: Problem, on_epoch: EpochCallback | None = None) -> RunResult:
-    """Train the MLP with ``optax.sgd`` and ``polyloss_jax.poly_loss`` (mean over the batch).
-
-    Args:
-        spec: the loss.
-        problem: data, initial weights and batch order.
-        on_epoch: optional callback ``(epoch, train_loss)`` after every epoch.
-
-    Returns:
-        Per-epoch training loss and test balanced accuracy, final test and validation logits, wall time.
-    """
+    """Train the MLP with ``optax.sgd`` and ``polyloss_jax.poly_loss`` (mean over the batch); see ``epochs``."""
     start = time.perf_counter()
     w1, b1, w2, b2 = problem.weights
     params = {"w1": jnp.asarray(w1), "b1": jnp.asarray(b1), "w2": jnp.asarray(w2), "b2": jnp.asarray(b2)}
@@ -46,7 +36,7 @@ def train(spec: PolySpec, problem: Problem, on_epoch: EpochCallback | None = Non
         return jnp.mean(polyloss_jax.poly_loss(_forward(p, x), y, spec))
 
     @jax.jit
-    def step(p: dict[str, Any], s: Any, x: Any, y: Any) -> tuple[dict[str, Any], Any, Any]:
+    def update(p: dict[str, Any], s: Any, x: Any, y: Any) -> tuple[dict[str, Any], Any, Any]:
         loss, grads = jax.value_and_grad(objective)(p, x, y)
         updates, s = optimizer.update(grads, s, p)
         return optax.apply_updates(p, updates), s, loss
@@ -54,21 +44,11 @@ def train(spec: PolySpec, problem: Problem, on_epoch: EpochCallback | None = Non
     predict = jax.jit(_forward)
     x_train = jnp.asarray(problem.x_train)
     y_train = jnp.asarray(problem.y_train.astype(np.int32))
-    x_test = jnp.asarray(problem.x_test)
 
-    result = RunResult()
-    for epoch, batches in enumerate(problem.batches):
-        total = 0.0
-        for index in batches:
-            rows = jnp.asarray(index.astype(np.int32))
-            params, state, loss = step(params, state, x_train[rows], y_train[rows])
-            total += float(loss) * len(index)
-        logits = np.asarray(predict(params, x_test), dtype=np.float64)
-        result.train_loss.append(total / len(problem.y_train))
-        result.test_balanced_accuracy.append(balanced_accuracy(logits, problem.y_test))
-        if on_epoch is not None:
-            on_epoch(epoch, result.train_loss[-1])
-    result.test_logits = logits
-    result.val_logits = np.asarray(predict(params, jnp.asarray(problem.x_val)), dtype=np.float64)
-    result.seconds = time.perf_counter() - start
-    return result
+    def step(index: np.ndarray) -> Any:
+        nonlocal params, state
+        rows = jnp.asarray(index.astype(np.int32))
+        params, state, loss = update(params, state, x_train[rows], y_train[rows])
+        return loss
+
+    return epochs(problem, step, lambda x: predict(params, jnp.asarray(x)), on_epoch, start)

@@ -11,23 +11,13 @@ import polyloss_torch
 from polyloss_core import PolySpec
 
 from ..data import Problem, RunResult
-from ..metrics import balanced_accuracy
-from . import EpochCallback
+from . import EpochCallback, epochs
 
 __all__ = ["train"]
 
 
 def train(spec: PolySpec, problem: Problem, on_epoch: EpochCallback | None = None) -> RunResult:
-    """Train the MLP with ``torch.optim.SGD`` and ``polyloss_torch.poly_loss``.
-
-    Args:
-        spec: the loss.
-        problem: data, initial weights and batch order.
-        on_epoch: optional callback ``(epoch, train_loss)`` after every epoch.
-
-    Returns:
-        Per-epoch training loss and test balanced accuracy, final test and validation logits, wall time.
-    """
+    """Train the MLP with ``torch.optim.SGD`` and ``polyloss_torch.poly_loss``; see ``epochs``."""
     # The model is tiny: one intra-op thread is fastest and avoids contention. Restored afterwards.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -51,28 +41,19 @@ def _train(spec: PolySpec, problem: Problem, on_epoch: EpochCallback | None) -> 
     optimizer = torch.optim.SGD(model.parameters(), lr=problem.learning_rate)
     x_train = torch.from_numpy(problem.x_train)
     y_train = torch.from_numpy(problem.y_train)
-    x_test = torch.from_numpy(problem.x_test)
 
-    result = RunResult()
-    for epoch, batches in enumerate(problem.batches):
+    def step(index: np.ndarray) -> float:
         model.train()
-        total = 0.0
-        for index in batches:
-            rows = torch.from_numpy(index)
-            loss = polyloss_torch.poly_loss(model(x_train[rows]), y_train[rows], spec, reduction="mean")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(index)
+        rows = torch.from_numpy(index)
+        loss = polyloss_torch.poly_loss(model(x_train[rows]), y_train[rows], spec, reduction="mean")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def predict(x: np.ndarray) -> np.ndarray:
         model.eval()
-        with torch.no_grad():
-            logits = model(x_test).double().numpy()
-        result.train_loss.append(total / len(problem.y_train))
-        result.test_balanced_accuracy.append(balanced_accuracy(logits, problem.y_test))
-        if on_epoch is not None:
-            on_epoch(epoch, result.train_loss[-1])
-    result.test_logits = logits
-    with torch.no_grad():
-        result.val_logits = model(torch.from_numpy(problem.x_val)).double().numpy()
-    result.seconds = time.perf_counter() - start
-    return result
+        return model(torch.from_numpy(x)).double().numpy()
+
+    return epochs(problem, step, predict, on_epoch, start)
