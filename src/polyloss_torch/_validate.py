@@ -97,18 +97,26 @@ def on_host(tensor: Tensor) -> bool:
     return tensor.device.type == "cpu" and eager(tensor)
 
 
+def bad_index_error(target: Tensor, num_classes: int, ignore_index: int | None) -> ValueError | None:
+    """Core's ``ValueError`` naming the first class index outside ``[0, C)`` that is not ``ignore_index``.
+
+    Reads values only on the host (``on_host``); ``None`` elsewhere, and when every index is valid.
+    """
+    if not (on_host(target) and not target.is_floating_point()):
+        return None
+    bad = (target < 0) | (target >= num_classes)
+    if ignore_index is not None:
+        bad &= target != ignore_index
+    values = target[bad]
+    return class_index_error(values[0].item(), num_classes, ignore_index) if values.numel() else None
+
+
 def explain_index_error(error: Exception, target: Tensor, num_classes: int, ignore_index: int | None) -> Exception:
     """After a kernel's bounds error: core's ``ValueError`` naming the first bad index, else ``error`` itself.
 
     Runs only on the error path (never in the hot path) and only reads values on the host.
     """
-    if not (on_host(target) and not target.is_floating_point()):
-        return error
-    bad = (target < 0) | (target >= num_classes)
-    if ignore_index is not None:
-        bad &= target != ignore_index
-    values = target[bad]
-    return class_index_error(values[0].item(), num_classes, ignore_index) if values.numel() else error
+    return bad_index_error(target, num_classes, ignore_index) or error
 
 
 def unit_interval(target: Tensor) -> bool:
