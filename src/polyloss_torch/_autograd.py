@@ -12,9 +12,9 @@ that torch's own kernels make dear to differentiate on a CPU:
   per example.
 * ``DensePoly1``: Poly-1 with dense (probability, one-hot float, mixup)
   targets ``r`` (already smoothed and weighted):
-  ``sum_c r_c (-log p_c) + eps (sum_c r_c - sum_c r_c p_c)``, one
-  ``log_softmax`` and two reductions, with the elementwise gradient
-  ``g (p_j (S + eps T) - r_j (1 + eps p_j))``, ``S = sum r``, ``T = sum r p``.
+  ``sum_c r_c (-log p_c) + eps (sum_c r_c - sum_c r_c p_c)``, from
+  ``log_softmax``, ``softmax`` and three row reductions, with the elementwise
+  gradient ``g (p_j (S + eps T) - r_j (1 + eps p_j))``, ``S = sum r``, ``T = sum r p``.
 
 Both backwards use differentiable operations on saved *outputs* (``p`` is
 returned), so double backward is exact (``gradgradcheck`` in the tests). Neither
@@ -150,9 +150,10 @@ class DensePoly1(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, r: Tensor, epsilon: float, dim: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        log_p = torch.log_softmax(z, dim)
-        ce = torch.linalg.vecdot(r, log_p, dim=dim).neg_()
-        p = log_p.exp_()
+        # Passes over (N, C), as measured fastest on CPU: log_softmax and a product written into it
+        # (no temporary), its row sum; softmax (cheaper than exp of the log-probabilities); sum r; r . p.
+        ce = torch.log_softmax(z, dim).mul_(r).sum(dim).neg_()
+        p = torch.softmax(z, dim)
         total = r.sum(dim)
         overlap = torch.linalg.vecdot(r, p, dim=dim)
         # Poly-1 from its cross-entropy and sum_c r_c (1 - p_c) = S - T: the core's one rule.
@@ -172,10 +173,13 @@ class DensePoly1(torch.autograd.Function):
                 overlap = torch.linalg.vecdot(r, p, dim=dim)
             g = grad_loss.unsqueeze(dim)
             coef = g * torch.add(total, overlap, alpha=eps).unsqueeze(dim)
-            # g (p (S + eps T) - r (1 + eps p)) = p (coef - eps g r) - g r: three kernels over (N, C).
-            grad = torch.addcmul(coef, r, g, value=-eps)
-            # Out of place when a graph is being built (double backward), in place otherwise.
-            grad = grad * p - r * g if torch.is_grad_enabled() else grad.mul_(p).addcmul_(r, g, value=-1.0)
+            # log_softmax's backward for the upstream -g r (1 + eps p), whose row sum is -g (S + eps T):
+            # g (p (S + eps T) - r (1 + eps p)), three kernels over (N, C) into one new tensor.
+            upstream = torch.addcmul(r, r, p, value=eps)
+            if torch.is_grad_enabled():  # out of place when a graph is being built (double backward)
+                grad = torch.addcmul(-g * upstream, p, coef)
+            else:
+                grad = upstream.mul_(-g).addcmul_(p, coef)
         if grad_p is not None:
             through_p = p * (grad_p - (grad_p * p).sum(dim, keepdim=True))
             grad = through_p if grad is None else grad + through_p
