@@ -129,6 +129,14 @@ def softmax_indices(
     num_classes = z.shape[dim]
     scalar, scale = class_scale(spec, weight, z)
     ignored: Tensor | None = None
+    if z.numel() < _SMALL and not spec.label_smoothing and scale is weight and is_poly1(spec, epsilon):
+        # Small heads, where the number of kernels is the cost. Poly-1 is linear in (c, x), so the core's
+        # rule applied to (log p, expm1(log p)) is minus the per-class loss; nll_loss picks it at the
+        # target with torch's ignore_index, weight and weighted mean in one kernel (no per-class alpha).
+        log_p = F.log_softmax(z, dim)
+        negated = series.loss_from_ce(log_p, torch.expm1(log_p), spec, OPS, epsilon=epsilon)
+        loss = F.nll_loss(negated, index, weight=weight, ignore_index=ignore_index, reduction=reduction)
+        return loss if scalar == 1.0 else loss * scalar
     if not spec.label_smoothing:
         # Hard labels: every member is a function of the cross-entropy c and x = 1 - p_t (SPEC section
         # 4); both are 0 where ignored, and so is every member's loss. The size test comes first: it
