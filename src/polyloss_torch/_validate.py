@@ -28,22 +28,25 @@ from polyloss_core.checks import class_index_error, shape_error, target_range_er
 from ._autograd import eager
 
 
+def tensor(name: str, value: Any, *, floating: bool = False, optional: bool = False) -> Tensor:
+    """``value`` if it is a tensor (of a floating dtype where ``floating``); ``optional`` only words the error."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor{' or None' if optional else ''}, got {type(value).__name__}")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} must have a floating point dtype, got {value.dtype}")
+    return value
+
+
 def logits(input: Any) -> int:
     """Check ``input`` (a floating tensor with at least one dimension); return its class dimension."""
-    if not isinstance(input, Tensor):
-        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
-    if not input.is_floating_point():
-        raise TypeError(f"input must have a floating point dtype, got {input.dtype}")
-    if input.dim() == 0:
+    if tensor("input", input, floating=True).dim() == 0:
         raise ValueError("input must have shape (C,) or (N, C, d1, ..., dK), got a 0-dimensional tensor")
     return 0 if input.dim() == 1 else 1
 
 
 def target(target: Any) -> bool:
     """Check ``target`` is a tensor of a usable dtype; return whether it holds class indices."""
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-    if target.dtype == torch.bool or target.is_complex():
+    if tensor("target", target).dtype == torch.bool or target.is_complex():
         raise TypeError(f"target must hold integer class indices or floating point targets, got dtype {target.dtype}")
     return not target.is_floating_point()
 
@@ -72,11 +75,7 @@ def weight(weight: Any) -> Tensor | None:
     """A per-class weight: ``None`` or a floating 1-d tensor (its length is checked per call)."""
     if weight is None:
         return None
-    if not isinstance(weight, Tensor):
-        raise TypeError(f"weight must be a torch.Tensor or None, got {type(weight).__name__}")
-    if not weight.is_floating_point():
-        raise TypeError(f"weight must have a floating point dtype, got {weight.dtype}")
-    if weight.dim() != 1:
+    if tensor("weight", weight, floating=True, optional=True).dim() != 1:
         raise ValueError(f"weight must have shape (C,), one entry per class, got {tuple(weight.shape)}")
     return weight
 

@@ -33,18 +33,10 @@ __all__ = ["LinearPoly1CrossEntropyLoss", "LinearPolyLoss", "linear_poly1_cross_
 CHUNK_BYTES = 32 * 2**20
 
 
-def _check_tensor(name: str, value: Any, *, floating: bool) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if floating and not value.is_floating_point():
-        raise TypeError(f"{name} must have a floating point dtype, got {name}.dtype={value.dtype}")
-    return value
-
-
 def _check_arrays(hidden: Any, weight: Any, target: Any, bias: Any) -> None:
-    _check_tensor("hidden", hidden, floating=True)
-    _check_tensor("weight", weight, floating=True)
-    _check_tensor("target", target, floating=False)
+    V.tensor("hidden", hidden, floating=True)
+    V.tensor("weight", weight, floating=True)
+    V.tensor("target", target)
     if hidden.dim() < 1:
         raise ValueError("hidden must have shape (..., D), got a 0-dimensional tensor")
     if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
@@ -57,7 +49,7 @@ def _check_arrays(hidden: Any, weight: Any, target: Any, bias: Any) -> None:
         raise checks.shape_error("target", hidden.shape[:-1], target.shape, "hidden's shape without its last dimension")
     others = [("weight", weight)]
     if bias is not None:
-        _check_tensor("bias", bias, floating=True)
+        V.tensor("bias", bias, floating=True)
         if tuple(bias.shape) != (weight.shape[0],):
             raise checks.shape_error("bias", (weight.shape[0],), bias.shape, "one entry per class (weight's rows)")
         others.append(("bias", bias))
