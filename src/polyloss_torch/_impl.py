@@ -16,16 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from polyloss_core import PolySpec
-from polyloss_core.series import (
-    alpha_parts,
-    loss_from_ce,
-    poly1_class_sum,
-    sigmoid_alpha_t,
-    smooth_binary_targets,
-    smooth_targets,
-    smoothing_weights,
-)
+from polyloss_core import PolySpec, series
 
 from ._autograd import DensePoly1, SigmoidPoly1Focal, TargetCrossEntropy, eager
 from ._ops import OPS
@@ -39,7 +30,7 @@ def _eps(spec: PolySpec, epsilon: Any) -> tuple[Any, ...]:
     return spec.epsilons if epsilon is None else (epsilon, *spec.epsilons[1:])
 
 
-def _is_poly1(spec: PolySpec, epsilon: Any) -> bool:
+def is_poly1(spec: PolySpec, epsilon: Any) -> bool:
     return spec.gamma == 0.0 and len(_eps(spec, epsilon)) == 1
 
 
@@ -52,11 +43,11 @@ def _class_view(t: Tensor, ndim: int, dim: int) -> Tensor:
     return t.view([-1 if d == dim else 1 for d in range(ndim)])
 
 
-def _scale(spec: PolySpec, weight: Tensor | None, z: Tensor) -> tuple[float, Tensor | None]:
-    """``spec.alpha`` and torch's ``weight`` as a scalar and an optional per-class tensor."""
-    scalar, per_class = alpha_parts(spec)
+def class_scale(spec: PolySpec, weight: Tensor | None, like: Tensor) -> tuple[float, Tensor | None]:
+    """``spec.alpha`` and torch's ``weight`` as a scalar and an optional per-class tensor (``like``'s dtype, device)."""
+    scalar, per_class = series.alpha_parts(spec)
     if per_class is not None:
-        alpha = torch.tensor(per_class, dtype=z.dtype, device=z.device)
+        alpha = torch.tensor(per_class, dtype=like.dtype, device=like.device)
         weight = alpha if weight is None else weight * alpha
     return scalar, weight
 
@@ -67,6 +58,52 @@ def _reduce(loss: Tensor, reduction: str, denominator: Tensor | None = None) -> 
     if reduction == "sum":
         return loss.sum()
     return loss.mean() if denominator is None else loss.sum() / denominator
+
+
+def _at_target(per_class: Tensor, safe: Tensor) -> Tensor:
+    return per_class.index_select(0, safe.reshape(-1)).view(safe.shape)
+
+
+def smoothed(at_target: Tensor, class_sum: Tensor, spec: PolySpec, num_classes: int) -> Tensor:
+    """Core's decomposition of class-index smoothing: ``(1 - s)`` at the target plus ``s / C`` of the class sum."""
+    keep, spread = series.smoothing_weights(spec, num_classes)
+    return torch.add(keep * at_target, class_sum, alpha=spread)
+
+
+def finish_indices(
+    loss: Tensor,
+    index: Tensor,
+    ignore_index: int,
+    reduction: str,
+    weight: Tensor | None,
+    *,
+    scale: Tensor | None = None,
+    scalar: float = 1.0,
+    ignored: Tensor | None = None,
+) -> Tensor:
+    """Per-example loss (0 where ignored) to torch's result: the class scale at the target, ``scalar``, reduction.
+
+    torch's ``"mean"`` divides by the summed ``weight`` of the non-ignored targets (their count
+    without ``weight``); ``spec.alpha`` (``scale``, ``scalar``) scales the loss but is no normaliser.
+    Every count stays on the device; ``count_nonzero`` reads a bool mask directly (a sum would
+    first copy it to int64).
+    """
+    mean = reduction == "mean"
+    safe = None
+    if scale is not None or (mean and weight is not None):
+        ignored = index == ignore_index if ignored is None else ignored
+        safe = index.masked_fill(ignored, 0)
+    if scale is not None:
+        loss = loss * _at_target(scale, safe)  # type: ignore[arg-type]  # set with scale
+    if scalar != 1.0:
+        loss = loss * scalar
+    if not mean:
+        return _reduce(loss, reduction)
+    if weight is not None:
+        return loss.sum() / _at_target(weight, safe).masked_fill(ignored, 0.0).sum()  # type: ignore[arg-type]
+    if ignored is None:
+        return loss.sum() / torch.count_nonzero(index != ignore_index)
+    return loss.sum() / (ignored.numel() - torch.count_nonzero(ignored))
 
 
 def softmax_indices(
@@ -90,8 +127,16 @@ def softmax_indices(
             label_smoothing=spec.label_smoothing,
         )
     num_classes = z.shape[dim]
-    scalar, scale = _scale(spec, weight, z)
+    scalar, scale = class_scale(spec, weight, z)
     ignored: Tensor | None = None
+    if z.numel() < _SMALL and not spec.label_smoothing and scale is weight and is_poly1(spec, epsilon):
+        # Small heads, where the number of kernels is the cost. Poly-1 is linear in (c, x), so the core's
+        # rule applied to (log p, expm1(log p)) is minus the per-class loss; nll_loss picks it at the
+        # target with torch's ignore_index, weight and weighted mean in one kernel (no per-class alpha).
+        log_p = F.log_softmax(z, dim)
+        negated = series.loss_from_ce(log_p, torch.expm1(log_p), spec, OPS, epsilon=epsilon)
+        loss = F.nll_loss(negated, index, weight=weight, ignore_index=ignore_index, reduction=reduction)
+        return loss if scalar == 1.0 else loss * scalar
     if not spec.label_smoothing:
         # Hard labels: every member is a function of the cross-entropy c and x = 1 - p_t (SPEC section
         # 4); both are 0 where ignored, and so is every member's loss. The size test comes first: it
@@ -101,46 +146,25 @@ def softmax_indices(
         else:
             c = F.cross_entropy(z, index, ignore_index=ignore_index, reduction="none")
             x = -torch.expm1(-c)
-        loss = loss_from_ce(c, x, spec, OPS, epsilon=epsilon)
-        if scale is not None:
-            ignored = index == ignore_index if ignored is None else ignored
-            safe = index.masked_fill(ignored, 0)
-            loss = loss * scale.index_select(0, safe.reshape(-1)).view(safe.shape)
+        loss = series.loss_from_ce(c, x, spec, OPS, epsilon=epsilon)
     else:
         # (1 - s) * hard-label loss + (s / C) * sum over classes (core's decomposition, no one-hot).
         ignored = index == ignore_index
-        safe = index.masked_fill(ignored, 0)
-        keep, spread = smoothing_weights(spec, num_classes)
+        safe = index.masked_fill(ignored, 0).unsqueeze(dim)
         log_p = F.log_softmax(z, dim)
-        if _is_poly1(spec, epsilon) and scale is None:
-            c = -log_p.gather(dim, safe.unsqueeze(dim)).squeeze(dim)
-            at_target = loss_from_ce(c, -torch.expm1(-c), spec, OPS, epsilon=epsilon)
-            class_sum = poly1_class_sum(-log_p.sum(dim), spec, num_classes, epsilon=epsilon)
+        if is_poly1(spec, epsilon) and scale is None:
+            c = -log_p.gather(dim, safe).squeeze(dim)
+            at_target = series.loss_from_ce(c, -torch.expm1(-c), spec, OPS, epsilon=epsilon)
+            class_sum = series.poly1_class_sum(-log_p.sum(dim), spec, num_classes, epsilon=epsilon)
         else:
-            per_class = loss_from_ce(-log_p, -torch.expm1(log_p), spec, OPS, epsilon=epsilon)
+            per_class = series.loss_from_ce(-log_p, -torch.expm1(log_p), spec, OPS, epsilon=epsilon)
             if scale is not None:
                 per_class = per_class * _class_view(scale, z.dim(), dim)
-            at_target = per_class.gather(dim, safe.unsqueeze(dim)).squeeze(dim)
+                scale = None  # applied per class
+            at_target = per_class.gather(dim, safe).squeeze(dim)
             class_sum = per_class.sum(dim)
-        loss = torch.add(keep * at_target, class_sum, alpha=spread).masked_fill(ignored, 0.0)
-    if scalar != 1.0:
-        loss = loss * scalar
-    if reduction != "mean":
-        return _reduce(loss, reduction)
-    # torch's mean: over the summed weight of the non-ignored targets (their count without weight);
-    # spec.alpha scales the loss but is no normaliser. count_nonzero reads the bool mask directly
-    # (a bool sum first copies it to int64) and, like every count here, stays on the device.
-    if weight is None:
-        kept = (
-            torch.count_nonzero(index != ignore_index)
-            if ignored is None
-            else ignored.numel() - torch.count_nonzero(ignored)
-        )
-        return _reduce(loss, reduction, kept)
-    ignored = index == ignore_index if ignored is None else ignored
-    safe = index.masked_fill(ignored, 0)
-    target_weight = weight.index_select(0, safe.reshape(-1)).view(safe.shape)
-    return _reduce(loss, reduction, target_weight.masked_fill(ignored, 0.0).sum())
+        loss = smoothed(at_target, class_sum, spec, num_classes).masked_fill(ignored, 0.0)
+    return finish_indices(loss, index, ignore_index, reduction, weight, scale=scale, scalar=scalar, ignored=ignored)
 
 
 def softmax_dense(
@@ -149,14 +173,14 @@ def softmax_dense(
     """Softmax family, dense targets (probabilities, one-hot floats, mixup, unnormalised)."""
     if _is_cross_entropy(spec, epsilon):
         return F.cross_entropy(z, target, weight=weight, reduction=reduction, label_smoothing=spec.label_smoothing)
-    q = smooth_targets(target, spec, z.shape[dim])
-    scalar, scale = _scale(spec, weight, z)
-    if _is_poly1(spec, epsilon) and eager(z) and not q.requires_grad:
+    q = series.smooth_targets(target, spec, z.shape[dim])
+    scalar, scale = class_scale(spec, weight, z)
+    if is_poly1(spec, epsilon) and eager(z) and not q.requires_grad:
         r = q if scale is None else q * _class_view(scale, z.dim(), dim)
         loss, _ = DensePoly1.apply(z, r, _eps(spec, epsilon)[0], dim)
     else:
         log_p = F.log_softmax(z, dim)
-        per_class = loss_from_ce(-log_p, -torch.expm1(log_p), spec, OPS, epsilon=epsilon)
+        per_class = series.loss_from_ce(-log_p, -torch.expm1(log_p), spec, OPS, epsilon=epsilon)
         if scale is not None:
             per_class = per_class * _class_view(scale, z.dim(), dim)
         loss = (q * per_class).sum(dim)
@@ -188,15 +212,15 @@ def sigmoid(
     else:
         t = target.to(z.dtype)
     hard = (indices or not target.is_floating_point()) and not spec.label_smoothing
-    t = smooth_binary_targets(t, spec)
+    t = series.smooth_binary_targets(t, spec)
 
     def composed(z: Tensor) -> Tensor:
         bce = F.binary_cross_entropy_with_logits(z, t, reduction="none")
         # 0/1 targets: p_t = exp(-BCE) exactly; otherwise 1 - p_t = t (1 - p) + (1 - t) p, a sum of
         # non-negative terms, accurate in every regime.
         x = -torch.expm1(-bce) if hard else t * torch.sigmoid(-z) + (1.0 - t) * torch.sigmoid(z)
-        loss = loss_from_ce(bce, x, spec, OPS, epsilon=epsilon)
-        alpha_t = sigmoid_alpha_t(t, spec.alpha)  # type: ignore[arg-type]  # check_family: a number or None
+        loss = series.loss_from_ce(bce, x, spec, OPS, epsilon=epsilon)
+        alpha_t = series.sigmoid_alpha_t(t, spec.alpha)  # type: ignore[arg-type]  # check_family: a number or None
         return loss if alpha_t is None else loss * alpha_t
 
     eps = _eps(spec, epsilon)

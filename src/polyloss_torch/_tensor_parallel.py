@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from polyloss_core import PolySpec, check_family
-from polyloss_core.checks import class_index_error, shape_error
-from polyloss_core.series import alpha_parts, loss_from_ce, poly1_class_sum, smoothing_weights
+from polyloss_core.series import alpha_parts, loss_from_ce, poly1_class_sum
 
+from . import _impl
+from . import _validate as V
 from ._ops import OPS
 
 __all__ = ["is_dtensor", "softmax_loss"]
@@ -81,57 +82,43 @@ def softmax_loss(
         raise ValueError(
             "DTensor logits (tensor parallelism) support class-index targets only, got a floating point target"
         )
-    expected = tuple(input.shape[:class_dim]) + tuple(input.shape[class_dim + 1 :])
-    if tuple(labels.shape) != expected:
-        raise shape_error("target", expected, labels.shape, "the logits' shape without the class dimension")
-    dtype = input.dtype if input.dtype in (torch.float32, torch.float64) else torch.float32
-    scalar_alpha, per_class = alpha_parts(spec)
-    class_weight = None if weight is None else _local(weight).to(dtype)
-    if per_class is not None:
-        alpha = torch.tensor(per_class, dtype=dtype, device=labels.device)
-        class_weight = alpha if class_weight is None else class_weight * alpha
+    V.index_shape(input, labels, class_dim)
     smoothing = spec.label_smoothing
-    poly1 = spec.gamma == 0.0 and len(spec.epsilons) == 1
-    if smoothing and not (poly1 and class_weight is None):
+    weighted = weight is not None or alpha_parts(spec)[1] is not None
+    if smoothing and (weighted or not _impl.is_poly1(spec, None)):
         raise ValueError(
             "label_smoothing with DTensor logits is supported for Poly-1 without class weights only, "
-            f"got label_smoothing={smoothing} with {spec!r} and weight={'set' if class_weight is not None else None}"
+            f"got label_smoothing={smoothing} with {spec!r} and weight={'set' if weighted else None}"
         )
-
     labels = labels.long()
-    keep = labels != ignore_index
-    bad = keep & ((labels < 0) | (labels >= num_classes))
-    if labels.numel() and labels.device.type == "cpu" and not torch.compiler.is_compiling() and bool(bad.any()):
-        raise class_index_error(labels[bad][0], num_classes, ignore_index)
-    safe = labels.masked_fill(~keep, 0)
-    z = input if input.dtype == dtype else input.to(dtype)
+    error = V.bad_index_error(labels, num_classes, ignore_index)
+    if error is not None:
+        raise error
+    ignored = labels == ignore_index
+    bad = ((labels < 0) | (labels >= num_classes)) & ~ignored  # off the host: NaN for those, no read
+    z = input.to(V.compute_dtype(input.dtype))
     # torch's sharded cross-entropy: per-row all-reduces only, under loss_parallel().
-    ce = cast(Any, F.cross_entropy(z, safe, reduction="none")).to_local()
+    ce = cast(Any, F.cross_entropy(z, labels.masked_fill(ignored | bad, 0), reduction="none")).to_local()
     per_example = loss_from_ce(ce, -torch.expm1(-ce), spec, OPS, epsilon=epsilon)
     if smoothing:
-        keep_share, class_share = smoothing_weights(spec, num_classes)
         # sum_c -log p_c = C lse - sum_c z_c, from per-row reductions of the shards (all-reduces of N numbers).
         # (loss_parallel's log_softmax backward assumes an NLL loss follows, so it is not used here.)
         row_max = _local(z.detach().amax(class_dim, keepdim=True))
         shifted = z - _replicate_like(row_max, z)
         lse = _local(shifted.exp().sum(class_dim)).log() + row_max.squeeze(class_dim)
-        neg_log_p_sum = num_classes * lse - _local(z.sum(class_dim))
-        per_example = keep_share * per_example + class_share * poly1_class_sum(
-            neg_log_p_sum, spec, num_classes, epsilon=epsilon
-        )
-    if class_weight is not None:
-        per_example = per_example * class_weight.index_select(0, safe.reshape(-1)).reshape(safe.shape)
-    per_example = per_example.masked_fill(~keep, 0.0).masked_fill(bad, float("nan"))
-    if scalar_alpha != 1.0:
-        per_example = per_example * scalar_alpha
-    if reduction == "none":
-        loss = per_example
-    elif reduction == "sum":
-        loss = per_example.sum()
-    elif weight is not None:
-        # torch's weighted mean: the summed `weight` of the non-ignored targets (spec.alpha is no normaliser).
-        target_weight = _local(weight).to(per_example.dtype).index_select(0, safe.reshape(-1)).reshape(safe.shape)
-        loss = per_example.sum() / target_weight.masked_fill(~keep, 0.0).sum()
-    else:
-        loss = per_example.sum() / keep.sum()
+        class_sum = poly1_class_sum(num_classes * lse - _local(z.sum(class_dim)), spec, num_classes, epsilon=epsilon)
+        per_example = _impl.smoothed(per_example, class_sum, spec, num_classes)
+    per_example = per_example.masked_fill(ignored, 0.0).masked_fill(bad, float("nan"))
+    weight = None if weight is None else _local(weight).to(ce.dtype)
+    scalar, scale = _impl.class_scale(spec, weight, ce)
+    loss = _impl.finish_indices(
+        per_example,
+        labels.masked_fill(bad, 0),
+        ignore_index,
+        reduction,
+        weight,
+        scale=scale,
+        scalar=scalar,
+        ignored=ignored,
+    )
     return _replicate_like(loss, input)

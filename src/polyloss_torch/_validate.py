@@ -28,22 +28,25 @@ from polyloss_core.checks import class_index_error, shape_error, target_range_er
 from ._autograd import eager
 
 
+def tensor(name: str, value: Any, *, floating: bool = False, optional: bool = False) -> Tensor:
+    """``value`` if it is a tensor (of a floating dtype where ``floating``); ``optional`` only words the error."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor{' or None' if optional else ''}, got {type(value).__name__}")
+    if floating and not value.is_floating_point():
+        raise TypeError(f"{name} must have a floating point dtype, got {value.dtype}")
+    return value
+
+
 def logits(input: Any) -> int:
     """Check ``input`` (a floating tensor with at least one dimension); return its class dimension."""
-    if not isinstance(input, Tensor):
-        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
-    if not input.is_floating_point():
-        raise TypeError(f"input must have a floating point dtype, got {input.dtype}")
-    if input.dim() == 0:
+    if tensor("input", input, floating=True).dim() == 0:
         raise ValueError("input must have shape (C,) or (N, C, d1, ..., dK), got a 0-dimensional tensor")
     return 0 if input.dim() == 1 else 1
 
 
 def target(target: Any) -> bool:
     """Check ``target`` is a tensor of a usable dtype; return whether it holds class indices."""
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-    if target.dtype == torch.bool or target.is_complex():
+    if tensor("target", target).dtype == torch.bool or target.is_complex():
         raise TypeError(f"target must hold integer class indices or floating point targets, got dtype {target.dtype}")
     return not target.is_floating_point()
 
@@ -72,11 +75,7 @@ def weight(weight: Any) -> Tensor | None:
     """A per-class weight: ``None`` or a floating 1-d tensor (its length is checked per call)."""
     if weight is None:
         return None
-    if not isinstance(weight, Tensor):
-        raise TypeError(f"weight must be a torch.Tensor or None, got {type(weight).__name__}")
-    if not weight.is_floating_point():
-        raise TypeError(f"weight must have a floating point dtype, got {weight.dtype}")
-    if weight.dim() != 1:
+    if tensor("weight", weight, floating=True, optional=True).dim() != 1:
         raise ValueError(f"weight must have shape (C,), one entry per class, got {tuple(weight.shape)}")
     return weight
 
@@ -97,18 +96,26 @@ def on_host(tensor: Tensor) -> bool:
     return tensor.device.type == "cpu" and eager(tensor)
 
 
+def bad_index_error(target: Tensor, num_classes: int, ignore_index: int | None) -> ValueError | None:
+    """Core's ``ValueError`` naming the first class index outside ``[0, C)`` that is not ``ignore_index``.
+
+    Reads values only on the host (``on_host``); ``None`` elsewhere, and when every index is valid.
+    """
+    if not (on_host(target) and not target.is_floating_point()):
+        return None
+    bad = (target < 0) | (target >= num_classes)
+    if ignore_index is not None:
+        bad &= target != ignore_index
+    values = target[bad]
+    return class_index_error(values[0].item(), num_classes, ignore_index) if values.numel() else None
+
+
 def explain_index_error(error: Exception, target: Tensor, num_classes: int, ignore_index: int | None) -> Exception:
     """After a kernel's bounds error: core's ``ValueError`` naming the first bad index, else ``error`` itself.
 
     Runs only on the error path (never in the hot path) and only reads values on the host.
     """
-    if not (on_host(target) and not target.is_floating_point()):
-        return error
-    bad = (target < 0) | (target >= num_classes)
-    if ignore_index is not None:
-        bad &= target != ignore_index
-    values = target[bad]
-    return class_index_error(values[0].item(), num_classes, ignore_index) if values.numel() else error
+    return bad_index_error(target, num_classes, ignore_index) or error
 
 
 def unit_interval(target: Tensor) -> bool:

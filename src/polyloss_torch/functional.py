@@ -18,15 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from polyloss_core import PolySpec, check_family
-from polyloss_core.checks import (
-    check_epsilon,
-    check_gamma,
-    check_int,
-    check_label_smoothing,
-    check_reduction,
-    check_sigmoid_alpha,
-)
+from polyloss_core import PolySpec, check_family, checks
 
 from . import _impl, _tensor_parallel
 from . import _validate as V
@@ -221,8 +213,8 @@ def poly_loss(
         spec,
         family,
         V.weight(weight),
-        check_int("ignore_index", ignore_index),
-        check_reduction(reduction),
+        checks.check_int("ignore_index", ignore_index),
+        checks.check_reduction(reduction),
     )
 
 
@@ -307,10 +299,10 @@ def poly1_cross_entropy(
     options = _POLY1_OPTIONS.get(key) if plain and type(reduction) is str else None
     if options is None:
         options = (
-            _poly1_spec(label_smoothing=check_label_smoothing(label_smoothing)),
-            check_int("ignore_index", ignore_index),
-            check_reduction(reduction),
-            check_epsilon(epsilon),
+            _poly1_spec(label_smoothing=checks.check_label_smoothing(label_smoothing)),
+            checks.check_int("ignore_index", ignore_index),
+            checks.check_reduction(reduction),
+            checks.check_epsilon(epsilon),
         )
         if plain:
             if len(_POLY1_OPTIONS) >= _MAX_OPTIONS:  # e.g. an epsilon schedule: keep the memo small
@@ -382,5 +374,7 @@ def poly1_focal_loss(
         Loss Functions", ICLR 2022, arXiv:2204.12511, equation (5); focal loss:
         Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    spec = _poly1_spec(check_gamma(gamma), check_sigmoid_alpha(alpha, negative_disables=True))
-    return _loss(input, target, spec, "sigmoid", None, -100, check_reduction(reduction), check_epsilon(epsilon))
+    spec = _poly1_spec(checks.check_gamma(gamma), checks.check_sigmoid_alpha(alpha, negative_disables=True))
+    return _loss(
+        input, target, spec, "sigmoid", None, -100, checks.check_reduction(reduction), checks.check_epsilon(epsilon)
+    )

@@ -20,17 +20,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from polyloss_core import PolySpec, check_family
-from polyloss_core.checks import (
-    check_epsilon,
-    check_int,
-    check_label_smoothing,
-    check_reduction,
-    class_index_error,
-    shape_error,
-)
+from polyloss_core import PolySpec, check_family, checks
 from polyloss_core.series import alpha_parts
 
+from . import _validate as V
 from ._fused_linear import FusedLinearPolyLoss, Plan
 from .functional import _poly1_spec
 
@@ -40,31 +33,25 @@ __all__ = ["LinearPoly1CrossEntropyLoss", "LinearPolyLoss", "linear_poly1_cross_
 CHUNK_BYTES = 32 * 2**20
 
 
-def _check_tensor(name: str, value: Any, *, floating: bool) -> Tensor:
-    if not isinstance(value, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    if floating and not value.is_floating_point():
-        raise TypeError(f"{name} must have a floating point dtype, got {name}.dtype={value.dtype}")
-    return value
-
-
 def _check_arrays(hidden: Any, weight: Any, target: Any, bias: Any) -> None:
-    _check_tensor("hidden", hidden, floating=True)
-    _check_tensor("weight", weight, floating=True)
-    _check_tensor("target", target, floating=False)
+    V.tensor("hidden", hidden, floating=True)
+    V.tensor("weight", weight, floating=True)
+    V.tensor("target", target)
     if hidden.dim() < 1:
         raise ValueError("hidden must have shape (..., D), got a 0-dimensional tensor")
     if weight.dim() != 2 or weight.shape[1] != hidden.shape[-1]:
-        raise shape_error("weight", ("V", hidden.shape[-1]), weight.shape, "one row of hidden's size D per class")
+        raise checks.shape_error(
+            "weight", ("V", hidden.shape[-1]), weight.shape, "one row of hidden's size D per class"
+        )
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
         raise TypeError(f"target must hold integer class indices, got target.dtype={target.dtype}")
     if tuple(target.shape) != tuple(hidden.shape[:-1]):
-        raise shape_error("target", hidden.shape[:-1], target.shape, "hidden's shape without its last dimension")
+        raise checks.shape_error("target", hidden.shape[:-1], target.shape, "hidden's shape without its last dimension")
     others = [("weight", weight)]
     if bias is not None:
-        _check_tensor("bias", bias, floating=True)
+        V.tensor("bias", bias, floating=True)
         if tuple(bias.shape) != (weight.shape[0],):
-            raise shape_error("bias", (weight.shape[0],), bias.shape, "one entry per class (weight's rows)")
+            raise checks.shape_error("bias", (weight.shape[0],), bias.shape, "one entry per class (weight's rows)")
         others.append(("bias", bias))
     for name, tensor in others:
         if tensor.dtype != hidden.dtype:
@@ -81,23 +68,10 @@ def _check_arrays(hidden: Any, weight: Any, target: Any, bias: Any) -> None:
 def _check_chunk_size(chunk_size: Any) -> int | None:
     if chunk_size is None:
         return None
-    rows = check_int("chunk_size", chunk_size)
+    rows = checks.check_int("chunk_size", chunk_size)
     if rows < 1:
         raise ValueError(f"chunk_size must be a positive number of rows (tokens), got chunk_size={rows}")
     return rows
-
-
-def _labels_readable(target: Tensor) -> bool:
-    """Whether label values may be read: CPU tensors outside ``torch.compile`` (no device sync), as in ``poly_loss``.
-
-    On an accelerator nothing is read back: ignored tokens are computed and masked instead
-    of dropped, and an out-of-range index trips the gather's device-side bounds check.
-    """
-    return target.device.type == "cpu" and not torch.compiler.is_compiling()
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
 def _linear_loss(
@@ -116,13 +90,14 @@ def _linear_loss(
     out_shape = target.shape
     h = hidden.reshape(-1, hidden.shape[-1])
     y = target.reshape(-1).long()
-    dtype = _compute_dtype(hidden.dtype)
+    dtype = V.compute_dtype(hidden.dtype)
     keep = y != ignore_index
     rows_kept: Tensor | None = None
-    if _labels_readable(y) and y.numel():
-        bad = keep & ((y < 0) | (y >= num_classes))
-        if bool(bad.any()):
-            raise class_index_error(y[bad][0], num_classes, ignore_index)
+    # Labels are read only on the host (no device sync): checked, and ignored tokens dropped.
+    if V.on_host(y) and y.numel():
+        error = V.bad_index_error(y, num_classes, ignore_index)
+        if error is not None:
+            raise error
         kept = keep.nonzero().squeeze(1)
         if kept.numel() < y.numel():
             rows_kept = kept  # ignored tokens cost nothing: only the kept rows enter the products
@@ -253,8 +228,8 @@ def linear_poly_loss(
     """
     if not isinstance(spec, PolySpec):
         raise TypeError(f"spec must be a polyloss_core.PolySpec, got {type(spec).__name__}")
-    check_reduction(reduction)
-    ignore_index = check_int("ignore_index", ignore_index)
+    checks.check_reduction(reduction)
+    ignore_index = checks.check_int("ignore_index", ignore_index)
     rows = _check_chunk_size(chunk_size)
     _check_arrays(hidden, weight, target, bias)
     return _linear_loss(hidden, weight, target, spec, bias, ignore_index, reduction, rows)
@@ -316,7 +291,9 @@ def linear_poly1_cross_entropy(
         Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification
         Loss Functions", ICLR 2022, arXiv:2204.12511, equation (4).
     """
-    spec = _poly1_spec(label_smoothing=check_label_smoothing(label_smoothing), epsilon=check_epsilon(epsilon))
+    spec = _poly1_spec(
+        label_smoothing=checks.check_label_smoothing(label_smoothing), epsilon=checks.check_epsilon(epsilon)
+    )
     return linear_poly_loss(
         hidden, weight, target, spec, bias=bias, ignore_index=ignore_index, reduction=reduction, chunk_size=chunk_size
     )
@@ -355,8 +332,8 @@ class LinearPolyLoss(nn.Module):
             raise TypeError(f"spec must be a polyloss_core.PolySpec, got {type(spec).__name__}")
         self.spec = spec
         check_family(spec, "softmax")
-        self.ignore_index = check_int("ignore_index", ignore_index)
-        self.reduction = check_reduction(reduction)
+        self.ignore_index = checks.check_int("ignore_index", ignore_index)
+        self.reduction = checks.check_reduction(reduction)
         self.chunk_size = _check_chunk_size(chunk_size)
 
     def forward(self, hidden: Tensor, weight: Tensor, target: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -408,7 +385,9 @@ class LinearPoly1CrossEntropyLoss(LinearPolyLoss):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__(
-            _poly1_spec(label_smoothing=check_label_smoothing(label_smoothing), epsilon=check_epsilon(epsilon)),
+            _poly1_spec(
+                label_smoothing=checks.check_label_smoothing(label_smoothing), epsilon=checks.check_epsilon(epsilon)
+            ),
             ignore_index,
             reduction,
             chunk_size,

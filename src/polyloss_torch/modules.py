@@ -12,19 +12,12 @@ the ``polyloss_core`` maths, which TorchScript cannot compile, so scripting
 raises. ``torch.jit.trace``, ``torch.compile`` and ``torch.export`` work.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor, nn
 
-from polyloss_core import PolySpec, check_family
-from polyloss_core.checks import (
-    check_epsilon,
-    check_gamma,
-    check_int,
-    check_label_smoothing,
-    check_reduction,
-    check_sigmoid_alpha,
-)
+from polyloss_core import PolySpec, check_family, checks
 
 from . import _validate as V
 from .functional import _loss
@@ -32,7 +25,43 @@ from .functional import _loss
 __all__ = ["Poly1CrossEntropyLoss", "Poly1FocalLoss", "PolyLoss"]
 
 
-class PolyLoss(nn.Module):
+class _Option:
+    """An option that forms the spec: ``check`` runs when it is assigned, then the module rebuilds ``spec``."""
+
+    def __init__(self, check: Callable[[Any], Any]) -> None:
+        self.check = check
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, module: Any, owner: type | None = None) -> Any:
+        return self if module is None else module._options[self.name]
+
+    def __set__(self, module: Any, value: Any) -> None:
+        options = {**module._options, self.name: self.check(value)}
+        module.spec = module._build_spec(**options)  # the options change only once the spec is valid
+        module._options = options
+
+
+class _IndexLoss(nn.Module):
+    """What ``torch.nn.CrossEntropyLoss``-like modules hold: ``weight`` (a buffer), ``ignore_index``, ``reduction``."""
+
+    weight: Tensor | None  # a registered buffer
+    spec: PolySpec
+    family = "softmax"
+
+    def __init__(self, weight: Tensor | None, ignore_index: int, reduction: str) -> None:
+        super().__init__()
+        self.ignore_index = checks.check_int("ignore_index", ignore_index)
+        self.reduction = checks.check_reduction(reduction)
+        self.register_buffer("weight", V.weight(weight))
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """The loss of ``input`` logits against ``target``; see the class docstring."""
+        return _loss(input, target, self.spec, self.family, self.weight, self.ignore_index, self.reduction)
+
+
+class PolyLoss(_IndexLoss):
     r"""Any member of the PolyLoss family, configured by a ``PolySpec``.
 
     The module form of ``polyloss_torch.poly_loss``. With ``x = 1 - p``:
@@ -82,8 +111,6 @@ class PolyLoss(nn.Module):
         Loss Functions", ICLR 2022, arXiv:2204.12511.
     """
 
-    weight: Tensor | None  # a registered buffer
-
     def __init__(
         self,
         spec: PolySpec,
@@ -93,18 +120,10 @@ class PolyLoss(nn.Module):
         ignore_index: int = -100,
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
-        weight = V.weight(weight)
-        check_family(spec, family, None if weight is None else weight.shape[0])
+        super().__init__(weight, ignore_index, reduction)
+        check_family(spec, family, None if self.weight is None else self.weight.shape[0])
         self.spec = spec
         self.family = family
-        self.ignore_index = check_int("ignore_index", ignore_index)
-        self.reduction = check_reduction(reduction)
-        self.register_buffer("weight", weight)
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """The loss of ``input`` logits against ``target``; see the class docstring."""
-        return _loss(input, target, self.spec, self.family, self.weight, self.ignore_index, self.reduction)
 
     def extra_repr(self) -> str:
         return (
@@ -113,7 +132,7 @@ class PolyLoss(nn.Module):
         )
 
 
-class Poly1CrossEntropyLoss(nn.Module):
+class Poly1CrossEntropyLoss(_IndexLoss):
     r"""Poly-1 cross-entropy, a drop-in replacement for ``torch.nn.CrossEntropyLoss``.
 
     The module form of ``polyloss_torch.poly1_cross_entropy``: per example,
@@ -169,7 +188,8 @@ class Poly1CrossEntropyLoss(nn.Module):
         Loss Functions", ICLR 2022, arXiv:2204.12511.
     """
 
-    weight: Tensor | None  # a registered buffer
+    epsilon = _Option(checks.check_epsilon)
+    label_smoothing = _Option(checks.check_label_smoothing)
 
     def __init__(
         self,
@@ -180,37 +200,13 @@ class Poly1CrossEntropyLoss(nn.Module):
         reduction: str = "mean",
         label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__()
-        self._epsilon, self._label_smoothing = 1.0, 0.0
-        self.epsilon = epsilon
-        self.label_smoothing = label_smoothing
-        self.ignore_index = check_int("ignore_index", ignore_index)
-        self.reduction = check_reduction(reduction)
-        self.register_buffer("weight", V.weight(weight))
+        super().__init__(weight, ignore_index, reduction)
+        self._options = {"epsilon": 1.0, "label_smoothing": 0.0}
+        self.epsilon, self.label_smoothing = epsilon, label_smoothing
 
-    @property
-    def epsilon(self) -> float:
-        """Coefficient of ``(1 - p_t)``, ``>= -1``; validated when assigned."""
-        return self._epsilon
-
-    @epsilon.setter
-    def epsilon(self, value: float) -> None:
-        self._epsilon = check_epsilon(value)
-        self.spec = PolySpec.poly1(self._epsilon, label_smoothing=self._label_smoothing)
-
-    @property
-    def label_smoothing(self) -> float:
-        """``s`` in ``[0, 1)``; validated when assigned."""
-        return self._label_smoothing
-
-    @label_smoothing.setter
-    def label_smoothing(self, value: float) -> None:
-        self._label_smoothing = check_label_smoothing(value)
-        self.spec = PolySpec.poly1(self._epsilon, label_smoothing=self._label_smoothing)
-
-    def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        """The loss of ``input`` logits against ``target``; see the class docstring."""
-        return _loss(input, target, self.spec, "softmax", self.weight, self.ignore_index, self.reduction)
+    @staticmethod
+    def _build_spec(epsilon: float, label_smoothing: float) -> PolySpec:
+        return PolySpec.poly1(epsilon, label_smoothing=label_smoothing)
 
     def extra_repr(self) -> str:
         return (
@@ -264,26 +260,22 @@ class Poly1FocalLoss(nn.Module):
         Dense Object Detection", ICCV 2017.
     """
 
+    spec: PolySpec
+    epsilon = _Option(checks.check_epsilon)
+    gamma = _Option(checks.check_gamma)
+    alpha = _Option(lambda value: checks.check_sigmoid_alpha(value, negative_disables=True))
+
     def __init__(
         self, *, epsilon: float = 1.0, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "none"
     ) -> None:
         super().__init__()
-        self._config = {"epsilon": 1.0, "alpha": None, "gamma": 2.0}
+        self._options = {"epsilon": 1.0, "alpha": None, "gamma": 2.0}
         self.epsilon, self.alpha, self.gamma = epsilon, alpha, gamma
-        self.reduction = check_reduction(reduction)
+        self.reduction = checks.check_reduction(reduction)
 
-    def _set(self, name: str, value: Any, checked: Any) -> None:
-        config = {**self._config, name: value}
-        self.spec = PolySpec.poly1_focal(
-            check_epsilon(config["epsilon"]),
-            check_gamma(config["gamma"]),
-            check_sigmoid_alpha(config["alpha"], negative_disables=True),
-        )
-        self._config[name] = checked
-
-    epsilon = property(lambda self: self._config["epsilon"], lambda self, v: self._set("epsilon", v, check_epsilon(v)))
-    gamma = property(lambda self: self._config["gamma"], lambda self, v: self._set("gamma", v, check_gamma(v)))
-    alpha = property(lambda self: self._config["alpha"], lambda self, v: self._set("alpha", v, v))
+    @staticmethod
+    def _build_spec(epsilon: float, alpha: float | None, gamma: float) -> PolySpec:
+        return PolySpec.poly1_focal(epsilon, gamma, alpha)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The per-element loss of ``input`` logits against ``target``, reduced as configured."""

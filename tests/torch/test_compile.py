@@ -51,7 +51,7 @@ def test_modules_trace_without_graph_breaks(name: str, module: torch.nn.Module, 
     want, want_grad = _value_and_grad(module, z, target)
     got, got_grad = _value_and_grad(compiled, z, target)
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(got_grad, want_grad, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(got_grad, want_grad, rtol=1e-6, atol=1e-7)  # float32 rounding of a cancelling sum
 
 
 def test_functional_forms_inside_a_compiled_step() -> None:

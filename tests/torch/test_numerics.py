@@ -160,7 +160,7 @@ def test_module_under_torch_func_jvp() -> None:
 # --------------------------------------------------------------------------- the custom Function's two forward kernels
 @pytest.mark.parametrize(
     ("shape", "softmax_kernel"),
-    [((6, 3), False), ((6, 20), True), ((20,), True), ((2, 20, 3, 2), False), ((4, 12), False), ((3,), False)],
+    [((6, 3), False), ((6, 20), True), ((20,), True), ((2, 20, 3, 2), True), ((4, 12), False), ((3,), False)],
     ids=["few-classes", "many-classes", "unbatched", "strided-classes", "below-vector-width", "unbatched-few"],
 )
 def test_both_forward_kernels_agree(shape: tuple[int, ...], softmax_kernel: bool) -> None:
@@ -187,29 +187,42 @@ def test_both_forward_kernels_agree(shape: tuple[int, ...], softmax_kernel: bool
     assert gradcheck(lambda x: poly_loss(x, target, spec, weight=weight), (z.clone().requires_grad_(True),))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize("shape", [(5, 40), (2, 40, 3), (40,)], ids=["classification", "strided-classes", "unbatched"])
-def test_underflowing_target_probability_gives_the_exact_cross_entropy(
-    shape: tuple[int, ...], dtype: torch.dtype
-) -> None:
-    """Where softmax(z)_t underflows to 0 (or a subnormal), c = -log p_t is recomputed as logsumexp(z) - z_t.
+UNDERFLOW_SHAPES = {
+    "classification": (5, 40),
+    "strided-classes": (2, 40, 3),
+    "unbatched": (40,),
+    "few-classes": (5, 10),
+}
 
-    Examples get a logit gap of 1e4, 90, 120, 800 or 0 (in turn) against their target:
-    from 90 on beyond float32's exp range, from 800 on beyond float64's. c must still
-    equal torch's cross-entropy.
-    """
-    from polyloss_torch._autograd import TargetCrossEntropy, softmax_kernel_is_faster
 
+def _underflowing_logits(shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Examples get a logit gap of 1e4, 90, 120, 800 or 0 (in turn) against their target: from 90 on
+    beyond float32's exp range, from 800 on beyond float64's."""
     dim = 0 if len(shape) == 1 else 1
     num_classes = shape[dim]
     z = logits(shape, seed=42, dtype=dtype)
-    assert softmax_kernel_is_faster(z, dim) is (len(shape) != 3)  # strided classes take log_softmax
     target = class_indices(shape, seed=42, ignore_index=None)
     moved, flat_target = z.movedim(dim, -1).reshape(-1, num_classes), target.reshape(-1)
     gaps = torch.tensor([1e4, 90.0, 120.0, 800.0, 0.0], dtype=dtype)
     for row in range(moved.shape[0]):
         moved[row, (flat_target[row] + 1) % num_classes] = moved[row, flat_target[row]] + gaps[row % len(gaps)]
-    z = moved.reshape(z.movedim(dim, -1).shape).movedim(-1, dim).contiguous().requires_grad_(True)
+    return moved.reshape(z.movedim(dim, -1).shape).movedim(-1, dim).contiguous(), target, dim
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("shape", UNDERFLOW_SHAPES.values(), ids=UNDERFLOW_SHAPES.keys())
+def test_underflowing_target_probability_gives_the_exact_cross_entropy(
+    shape: tuple[int, ...], dtype: torch.dtype
+) -> None:
+    """Where softmax(z)_t underflows to 0 (or a subnormal), c = -log p_t is recomputed as logsumexp(z) - z_t.
+
+    c must still equal torch's cross-entropy.
+    """
+    from polyloss_torch._autograd import TargetCrossEntropy, softmax_kernel_is_faster
+
+    z, target, dim = _underflowing_logits(shape, dtype)
+    assert softmax_kernel_is_faster(z, dim) is (shape != UNDERFLOW_SHAPES["few-classes"])  # CPU: strided too
+    z.requires_grad_(True)
     c, one_minus_p, _, _ = TargetCrossEntropy.apply(z, target, -100, dim)
     want = torch.nn.functional.cross_entropy(z.detach().double(), target, reduction="none")
     assert torch.isfinite(c).all()
@@ -222,6 +235,39 @@ def test_underflowing_target_probability_gives_the_exact_cross_entropy(
     assert z.grad is not None
     assert z_ce.grad is not None
     torch.testing.assert_close(z.grad, z_ce.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("shape", UNDERFLOW_SHAPES.values(), ids=UNDERFLOW_SHAPES.keys())
+def test_host_underflow_branch_equals_the_branch_free_route(
+    shape: tuple[int, ...], dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CPU tensors skip the underflow fallback when nothing underflows; every other device computes and selects
+    it. With underflowing rows both routes give the same c, 1 - p_t and gradients: bit for bit where both take
+    the softmax kernel, to rounding for strided classes (off the host those take log_softmax instead)."""
+    from polyloss_torch import _autograd
+
+    z, target, dim = _underflowing_logits(shape, dtype)
+
+    def run() -> tuple[torch.Tensor, ...]:
+        leaf = z.clone().requires_grad_(True)
+        c, one_minus_p, _, _ = _autograd.TargetCrossEntropy.apply(leaf, target, -100, dim)
+        (c.sum() + (one_minus_p * one_minus_p).sum()).backward()
+        assert leaf.grad is not None
+        return c, one_minus_p, leaf.grad
+
+    on_host = run()
+    monkeypatch.setattr(_autograd, "branches_on_host", lambda tensor: False)
+    branch_free = run()
+    exact = {"rtol": 0.0, "atol": 0.0} if shape != UNDERFLOW_SHAPES["strided-classes"] else {}
+    for got, want in zip(on_host, branch_free, strict=True):
+        torch.testing.assert_close(got, want, **exact)
+    torch.testing.assert_close(
+        on_host[0].double(),
+        torch.nn.functional.cross_entropy(z.double(), target, reduction="none"),
+        rtol=1e-6,
+        atol=0.0,
+    )
 
 
 @pytest.mark.filterwarnings(TORCH_JIT_WARNING)

@@ -141,14 +141,22 @@ class _HostReads(torch.overrides.TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def _fast_path_cases(device: str):
-    z = logits((8, 20), seed=11).to(device).requires_grad_(True)
-    y = class_indices((8, 20), seed=11, ignore_index=-100).to(device)
-    q = probabilities((8, 20), seed=11).to(device)
+# Small heads take the plain composition; from 32 768 logits on the custom Functions run, and a
+# strided class dimension (segmentation) takes the other branch of TargetCrossEntropy.
+FAST_PATH_SHAPES = {"small": (8, 20), "function": (64, 1024), "strided": (2, 21, 32, 32)}
+
+
+def _fast_path_cases(device: str, shape: tuple[int, ...] = FAST_PATH_SHAPES["small"]):
+    num_classes = shape[1]
+    z = logits(shape, seed=11).to(device).requires_grad_(True)
+    y = class_indices(shape, seed=11, ignore_index=-100).to(device)
+    q = probabilities(shape, seed=11).to(device)
     spec = PolySpec(epsilons=(1.0, 0.5), gamma=1.5, label_smoothing=0.1)
     return [
         lambda: poly1_cross_entropy(z, y, epsilon=2.0),
-        lambda: poly1_cross_entropy(z, y, epsilon=2.0, label_smoothing=0.1, weight=torch.ones(20, device=device)),
+        lambda: poly1_cross_entropy(
+            z, y, epsilon=2.0, label_smoothing=0.1, weight=torch.ones(num_classes, device=device)
+        ),
         lambda: poly1_cross_entropy(z, q, epsilon=2.0),
         lambda: poly_loss(z, y, spec),
         lambda: poly_loss(z, q, spec),
@@ -157,10 +165,31 @@ def _fast_path_cases(device: str):
     ]
 
 
+@pytest.mark.parametrize("shape", FAST_PATH_SHAPES.values(), ids=FAST_PATH_SHAPES.keys())
 @pytest.mark.parametrize("case", range(7))
-def test_no_host_reads_on_the_fast_paths(case: int) -> None:
+def test_no_host_reads_on_the_fast_paths_off_the_host(case: int, shape: tuple[int, ...]) -> None:
+    """Meta tensors stand for an accelerator: any value read would be counted (and could not even run)."""
     with _HostReads() as reads:
-        _fast_path_cases("cpu")[case]().backward()
+        _fast_path_cases("meta", shape)[case]().backward()
+    assert reads.calls == []
+
+
+@pytest.mark.parametrize("shape", FAST_PATH_SHAPES.values(), ids=FAST_PATH_SHAPES.keys())
+@pytest.mark.parametrize("case", range(7))
+def test_cpu_fast_paths_read_host_memory_only_for_the_underflow_branch(
+    case: int, shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CPU the only read is TargetCrossEntropy's underflow test (host memory, no sync); without the
+    host branch, the route every other device takes, a CPU call with real values reads nothing."""
+    from polyloss_torch import _autograd
+
+    uses_function = shape != FAST_PATH_SHAPES["small"] and case in (0, 6)  # Poly-1, class indices
+    with _HostReads() as reads:
+        _fast_path_cases("cpu", shape)[case]().backward()
+    assert reads.calls == (["__bool__"] if uses_function else [])
+    monkeypatch.setattr(_autograd, "branches_on_host", lambda tensor: False)
+    with _HostReads() as reads:
+        _fast_path_cases("cpu", shape)[case]().backward()
     assert reads.calls == []
 
 
