@@ -30,7 +30,7 @@ from .functional import _poly1_spec
 __all__ = ["LinearPoly1CrossEntropyLoss", "LinearPolyLoss", "linear_poly1_cross_entropy", "linear_poly_loss"]
 
 #: Default size of one chunk of float32 logits (rows = this / (4 V)).
-CHUNK_BYTES = 32 * 2**20
+CHUNK_BYTES = 64 * 2**20
 
 
 def _check_arrays(hidden: Any, weight: Any, target: Any, bias: Any) -> None:
@@ -186,7 +186,7 @@ def linear_poly_loss(
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``. Default ``"mean"`` (over the
             non-ignored tokens).
         chunk_size: rows (tokens) per chunk, ``>= 1``. Default ``None``: as many as
-            make 32 MiB of float32 logits (65 rows for ``V = 128,256``).
+            make 64 MiB of float32 logits (130 rows for ``V = 128,256``).
 
     Shape:
         - hidden: ``(N, D)`` or ``(B, T, D)``, any leading dimensions.
@@ -265,7 +265,7 @@ def linear_poly1_cross_entropy(
         ignore_index: target value left out of the loss and the mean. Default ``-100``.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``. Default ``"mean"``.
         label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
-        chunk_size: rows per chunk, ``>= 1``; default: 32 MiB of float32 logits.
+        chunk_size: rows per chunk, ``>= 1``; default: 64 MiB of float32 logits.
 
     Shape:
         - hidden: ``(..., D)``; weight: ``(V, D)``; bias: ``(V)``; target: ``(...)``.
@@ -357,7 +357,7 @@ class LinearPoly1CrossEntropyLoss(LinearPolyLoss):
         ignore_index: target value left out of the loss. Default ``-100``.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``. Default ``"mean"``.
         label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
-        chunk_size: rows per chunk, ``>= 1``, or ``None`` (32 MiB of float32 logits).
+        chunk_size: rows per chunk, ``>= 1``, or ``None`` (64 MiB of float32 logits).
 
     Shape:
         - hidden: ``(..., D)``; weight: ``(V, D)``; target: ``hidden.shape[:-1]``.
