@@ -216,12 +216,12 @@ def sigmoid(
 
     def composed(z: Tensor) -> Tensor:
         bce = F.binary_cross_entropy_with_logits(z, t, reduction="none")
-        # 0/1 targets: p_t = exp(-BCE) exactly; otherwise 1 - p_t = t (1 - p) + (1 - t) p, a sum of
-        # non-negative terms, accurate in every regime.
-        x = -torch.expm1(-bce) if hard else t * torch.sigmoid(-z) + (1.0 - t) * torch.sigmoid(z)
-        loss = series.loss_from_ce(bce, x, spec, OPS, epsilon=epsilon)
-        alpha_t = series.sigmoid_alpha_t(t, spec.alpha)  # type: ignore[arg-type]  # check_family: a number or None
-        return loss if alpha_t is None else loss * alpha_t
+
+        # 0/1 targets: p_t = exp(-BCE) exactly; otherwise core's cancellation-free form from the logits.
+        def one_minus_p_t() -> Tensor:
+            return -torch.expm1(-bce) if hard else series.sigmoid_one_minus_p_t(z, t, OPS)
+
+        return series.sigmoid_loss(bce, t, spec, OPS, one_minus_p_t, epsilon=epsilon)
 
     eps = _eps(spec, epsilon)
     if len(eps) == 1 and spec.gamma == int(spec.gamma) and eager(z) and not t.requires_grad:

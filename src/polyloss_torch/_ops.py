@@ -10,10 +10,13 @@ from polyloss_core.series import ArrayOps
 
 
 class TorchOps(ArrayOps):
-    """``where``, ``tiny`` and a fused ``a + alpha * b`` for torch tensors."""
+    """``where``, ``sigmoid``, ``tiny`` and a fused ``a + alpha * b`` for torch tensors."""
 
     def where(self, condition: Any, a: Any, b: Any) -> Any:
         return torch.where(condition, a, b)
+
+    def sigmoid(self, x: Any) -> Any:
+        return torch.sigmoid(x)
 
     def tiny(self, x: Any) -> float:
         return float(torch.finfo(x.dtype).tiny)

@@ -263,7 +263,8 @@ class Poly1FocalLoss(nn.Module):
     spec: PolySpec
     epsilon = _Option(checks.check_epsilon)
     gamma = _Option(checks.check_gamma)
-    alpha = _Option(lambda value: checks.check_sigmoid_alpha(value, negative_disables=True))
+    # alpha reads back as given (torchvision's "negative disables" included); _build_spec checks and resolves it.
+    alpha = _Option(lambda value: value)
 
     def __init__(
         self, *, epsilon: float = 1.0, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "none"
@@ -275,7 +276,7 @@ class Poly1FocalLoss(nn.Module):
 
     @staticmethod
     def _build_spec(epsilon: float, alpha: float | None, gamma: float) -> PolySpec:
-        return PolySpec.poly1_focal(epsilon, gamma, alpha)
+        return PolySpec.poly1_focal(epsilon, gamma, checks.check_sigmoid_alpha(alpha, negative_disables=True))
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The per-element loss of ``input`` logits against ``target``, reduced as configured."""

@@ -81,6 +81,10 @@ def test_repr_shows_the_configuration() -> None:
         repr(Poly1FocalLoss(alpha=None, gamma=1))
         == "Poly1FocalLoss(epsilon=1.0, alpha=None, gamma=1.0, reduction='none')"
     )
+    # torchvision's "a negative alpha disables it": the module keeps the value given, the spec has no alpha.
+    disabled = Poly1FocalLoss(alpha=-1)
+    assert (disabled.alpha, disabled.spec.alpha) == (-1, None)
+    assert repr(disabled) == "Poly1FocalLoss(epsilon=1.0, alpha=-1, gamma=2.0, reduction='none')"
     text = repr(PolyLoss(PolySpec.drop(1), family="sigmoid", reduction="sum"))
     assert text.startswith("PolyLoss(spec=PolySpec(epsilons=(-1.0,), gamma=0.0")
     assert text.endswith("family='sigmoid', ignore_index=-100, reduction='sum')")
