@@ -10,7 +10,6 @@ per element so that detection and multi-label code can reduce as it needs.
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -21,8 +20,12 @@ from polyloss_core import PolySpec, check_family, checks
 
 from . import _impl, _validate
 
-
 # --------------------------------------------------------------------------- configuration
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+#: Keras' registration (``keras.saving``), typed so that checkers and editors keep each function's signature.
+_serializable = cast(Callable[[_Function], _Function], keras.saving.register_keras_serializable(package="polyloss"))
+
+
 @functools.lru_cache(maxsize=512)
 def _cached_spec(epsilon: float, gamma: float, alpha: Any, label_smoothing: float) -> PolySpec:
     return PolySpec(epsilons=(epsilon,), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
@@ -55,36 +58,22 @@ def check_ignore_class(ignore_class: Any, family: str = "softmax") -> int | None
     return checks.check_int("ignore_class", ignore_class)
 
 
-_Named = TypeVar("_Named", bound=Callable[..., Any])
+def _named(options: Mapping[str, Any], family: str, expect: str) -> Any:
+    """A named function's body: its arguments (``locals()``) to ``named_spec`` and ``unreduced``.
 
-
-def _named(family: str, expect: str) -> Callable[[_Named], _Named]:
-    """A named loss from its signature and docstring: the arguments go to ``named_spec`` and ``unreduced``.
-
-    The sigmoid ones average over ``axis``, as Keras' binary losses do. The result keeps the
-    written signature for type checkers and editors.
+    The sigmoid ones average over ``axis``, as Keras' binary losses do.
     """
-
-    def decorate(signature_only: _Named) -> _Named:
-        signature = inspect.signature(signature_only)
-
-        @functools.wraps(signature_only)
-        def loss(*args: Any, **kwargs: Any) -> Any:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            options, mean = bound.arguments, family == "sigmoid"
-            spec, from_logits = named_spec(options), checks.check_bool("from_logits", options["from_logits"])
-            axis, ignore_class = (
-                checks.check_int("axis", options["axis"]),
-                check_ignore_class(options.get("ignore_class")),
-            )
-            return unreduced(
-                options["y_true"], options["y_pred"], spec, family, from_logits, axis, ignore_class, expect, mean
-            )
-
-        return cast(_Named, keras.saving.register_keras_serializable(package="polyloss")(loss))
-
-    return decorate
+    return unreduced(
+        options["y_true"],
+        options["y_pred"],
+        named_spec(options),
+        family,
+        checks.check_bool("from_logits", options["from_logits"]),
+        checks.check_int("axis", options["axis"]),
+        check_ignore_class(options.get("ignore_class")),
+        expect,
+        mean=family == "sigmoid",
+    )
 
 
 # --------------------------------------------------------------------------- the shared body
@@ -222,9 +211,14 @@ def poly_loss(
     )
 
 
-@_named("softmax", "dense")
+@_serializable
 def poly1_categorical_crossentropy(
-    y_true, y_pred, epsilon: float = 1.0, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1
+    y_true: Any,
+    y_pred: Any,
+    epsilon: float = 1.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
 ) -> Any:
     """Poly-1 categorical cross-entropy per example: ``CE + epsilon * (1 - p_t)``.
 
@@ -234,13 +228,16 @@ def poly1_categorical_crossentropy(
     ``keras.losses.categorical_crossentropy``.
 
     Args:
-        y_true (array): one-hot or probability targets, same shape as ``y_pred``.
-        y_pred (array): probabilities (default) or logits, float16 to float64.
+        y_true: one-hot or probability targets, same shape as ``y_pred``.
+        y_pred: probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``. Leng et al.
             suggest trying about ``2`` for ImageNet-style classification.
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
         label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
         axis: the class axis. Default ``-1``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(..., C, ...)``; output: without ``axis``.
 
     Returns:
         One loss per example (``y_pred``'s shape without ``axis``; float32 for
@@ -256,11 +253,17 @@ def poly1_categorical_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
+    return _named(locals(), "softmax", "dense")
 
 
-@_named("softmax", "index")
+@_serializable
 def poly1_sparse_categorical_crossentropy(
-    y_true, y_pred, epsilon: float = 1.0, from_logits: bool = False, ignore_class: int | None = None, axis: int = -1
+    y_true: Any,
+    y_pred: Any,
+    epsilon: float = 1.0,
+    from_logits: bool = False,
+    ignore_class: int | None = None,
+    axis: int = -1,
 ) -> Any:
     """Poly-1 sparse categorical cross-entropy per example: ``CE + epsilon * (1 - p_t)``.
 
@@ -269,14 +272,17 @@ def poly1_sparse_categorical_crossentropy(
     ``epsilon=0`` it equals ``keras.losses.sparse_categorical_crossentropy``.
 
     Args:
-        y_true (array): integer class indices (any integer or integral float dtype) in
+        y_true: integer class indices (any integer or integral float dtype) in
             ``[0, C)``, with ``y_pred``'s shape without ``axis`` (or size 1 there).
-        y_pred (array): probabilities (default) or logits, float16 to float64.
+        y_pred: probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
         ignore_class: a label value whose positions get loss 0 and a Keras mask
             (e.g. ``-1`` or ``255`` for void pixels in segmentation). Default ``None``.
         axis: the class axis of ``y_pred``. Default ``-1``.
+
+    Shape:
+        ``y_pred``: ``(..., C, ...)``; ``y_true`` and output: ``y_pred``'s shape without ``axis``.
 
     Returns:
         The per-example loss, shaped like ``y_true`` (float32 for half-precision
@@ -295,11 +301,17 @@ def poly1_sparse_categorical_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
+    return _named(locals(), "softmax", "index")
 
 
-@_named("sigmoid", "dense")
+@_serializable
 def poly1_binary_crossentropy(
-    y_true, y_pred, epsilon: float = 1.0, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1
+    y_true: Any,
+    y_pred: Any,
+    epsilon: float = 1.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
 ) -> Any:
     """Poly-1 binary cross-entropy, averaged over ``axis`` like Keras: ``mean(BCE + epsilon (1 - p_t))``.
 
@@ -309,12 +321,15 @@ def poly1_binary_crossentropy(
     ``poly_loss(..., family="sigmoid")``.
 
     Args:
-        y_true (array): targets in ``[0, 1]``, same shape as ``y_pred``.
-        y_pred (array): probabilities (default) or logits, float16 to float64.
+        y_true: targets in ``[0, 1]``, same shape as ``y_pred``.
+        y_pred: probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
         label_smoothing: ``s`` in ``[0, 1)``; targets move towards 0.5. Default ``0.0``.
         axis: the axis the mean is taken over. Default ``-1``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(N, ..., D)``; output: without ``axis``.
 
     Returns:
         The loss averaged over ``axis`` (float32 for half-precision ``y_pred``, else its dtype).
@@ -328,12 +343,13 @@ def poly1_binary_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
+    return _named(locals(), "sigmoid", "dense")
 
 
-@_named("softmax", "dense")
+@_serializable
 def poly1_categorical_focal_crossentropy(
-    y_true,
-    y_pred,
+    y_true: Any,
+    y_pred: Any,
     epsilon: float = 1.0,
     alpha: float | list[float] | None = 0.25,
     gamma: float = 2.0,
@@ -350,8 +366,8 @@ def poly1_categorical_focal_crossentropy(
     Keras clips probabilities at ``1e-7`` while this works from ``log_softmax``).
 
     Args:
-        y_true (array): one-hot or probability targets, same shape as ``y_pred``.
-        y_pred (array): probabilities (default) or logits, float16 to float64.
+        y_true: one-hot or probability targets, same shape as ``y_pred``.
+        y_pred: probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
         alpha: class weight: a number ``>= 0`` for every class, a list with one
             weight per class, or ``None`` for no weighting. Default ``0.25``.
@@ -359,6 +375,9 @@ def poly1_categorical_focal_crossentropy(
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
         label_smoothing: the smoothing amount ``s``, in ``[0, 1)``. Default ``0.0``.
         axis: the class axis, reduced in the output. Default ``-1``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(..., C, ...)``; output: without ``axis``.
 
     Returns:
         The focal loss of each example (float32 for half-precision ``y_pred``).
@@ -372,12 +391,13 @@ def poly1_categorical_focal_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., ICCV 2017.
     """
+    return _named(locals(), "softmax", "dense")
 
 
-@_named("sigmoid", "dense")
+@_serializable
 def poly1_binary_focal_crossentropy(
-    y_true,
-    y_pred,
+    y_true: Any,
+    y_pred: Any,
     epsilon: float = 1.0,
     apply_class_balancing: bool = False,
     alpha: float = 0.25,
@@ -396,8 +416,8 @@ def poly1_binary_focal_crossentropy(
     ``keras.losses.binary_focal_crossentropy``.
 
     Args:
-        y_true (array): targets in ``[0, 1]``, same shape as ``y_pred``.
-        y_pred (array): probabilities (default) or logits, float16 to float64.
+        y_true: targets in ``[0, 1]``, same shape as ``y_pred``.
+        y_pred: probabilities (default) or logits, float16 to float64.
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``. Leng et al.
             report ``-1`` working well for COCO detection.
         apply_class_balancing: weigh positives by ``alpha`` and negatives by
@@ -407,6 +427,9 @@ def poly1_binary_focal_crossentropy(
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
         label_smoothing: ``s`` in ``[0, 1)``; targets move towards 0.5. Default ``0.0``.
         axis: the axis the mean is taken over. Default ``-1``.
+
+    Shape:
+        ``y_true`` and ``y_pred``: ``(N, ..., D)``; output: without ``axis``.
 
     Returns:
         The mean over ``axis`` of the per-element focal loss (float32 for half precision).
@@ -421,3 +444,4 @@ def poly1_binary_focal_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
+    return _named(locals(), "sigmoid", "dense")
