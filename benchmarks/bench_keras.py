@@ -247,23 +247,34 @@ def focus_jax(budget_s: float) -> None:
 
     settings = Settings("focus", budget_s=budget_s, block_s=0.05, min_rounds=5, max_rounds=31, warmup=2)
     rng = np.random.default_rng(0)
+    groups = []
     for dims in FOCUS_SOFTMAX.values():
         z = jax.numpy.asarray(rng.normal(scale=2.0, size=dims).astype(np.float32))
         index = rng.integers(0, dims[-1], size=dims[:-1])
         soft = rng.dirichlet(np.ones(dims[-1]), size=dims[:-1]).astype(np.float32)
         for case, labels in (("soft", soft), ("one-hot", np.eye(dims[-1], dtype=np.float32)[index])):
-            q, steps, temp = jax.numpy.asarray(labels), {}, {}
-            for name, loss in (
-                ("native", keras.losses.CategoricalCrossentropy(from_logits=True)),
-                ("ours", polyloss_tf.Poly1CategoricalCrossentropy(from_logits=True)),
-            ):
-                fn = jax.jit(jax.value_and_grad(lambda t, y, loss=loss: loss(y, t)))
-                temp[name] = fn.lower(z, q).compile().memory_analysis().temp_size_in_bytes
-                steps[name] = lambda fn=fn, q=q, z=z: fn(z, q)[1].block_until_ready()
-            ours = time_group(steps, "native", settings)["ours"]
-            row = {"shape": f"{dims}", "case": f"keras-jax Poly-1, {case} targets", "ratio": ours.ratio}
-            row.update(iqr=(ours.ratio_q1, ours.ratio_q3), mem_ratio=temp["ours"] / max(temp["native"], 1))
-            print(json.dumps(row), flush=True)
+            native, ours = (
+                keras.losses.CategoricalCrossentropy(from_logits=True),
+                polyloss_tf.Poly1CategoricalCrossentropy(from_logits=True),
+            )
+            groups.append((dims, f"keras-jax Poly-1, {case} targets", z, labels, native, ours))
+    focal = {"apply_class_balancing": True, "alpha": ALPHA, "gamma": GAMMA, "from_logits": True}
+    for dims in FOCUS_SIGMOID.values():
+        z = jax.numpy.asarray(rng.normal(scale=2.0, size=dims).astype(np.float32))
+        t = (rng.random(dims) < 0.01).astype(np.float32)
+        native = keras.losses.BinaryFocalCrossentropy(**focal)
+        ours = polyloss_tf.Poly1BinaryFocalCrossentropy(epsilon=EPSILON, **focal)
+        groups.append((dims, "keras-jax sigmoid Poly-1 focal vs keras BinaryFocalCrossentropy", z, t, native, ours))
+    for dims, case, z, labels, native, ours in groups:
+        q, steps, temp = jax.numpy.asarray(labels), {}, {}
+        for name, loss in (("native", native), ("ours", ours)):
+            fn = jax.jit(jax.value_and_grad(lambda t, y, loss=loss: loss(y, t)))
+            temp[name] = fn.lower(z, q).compile().memory_analysis().temp_size_in_bytes
+            steps[name] = lambda fn=fn, q=q, z=z: fn(z, q)[1].block_until_ready()
+        timed = time_group(steps, "native", settings)["ours"]
+        row = {"shape": f"{dims}", "case": case, "ratio": timed.ratio}
+        row.update(iqr=(timed.ratio_q1, timed.ratio_q3), mem_ratio=temp["ours"] / max(temp["native"], 1))
+        print(json.dumps(row), flush=True)
 
 
 def run(quick: bool = False, dry: bool = False, xla: bool = False) -> list[dict[str, Any]]:

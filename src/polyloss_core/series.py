@@ -19,7 +19,9 @@ Decisions made here, once, for every adapter:
   ``smooth_binary_targets``: label smoothing for class indices
   (a decomposition, never a one-hot tensor) and for dense targets;
 * ``alpha_parts`` and ``sigmoid_alpha_t``: what ``spec.alpha`` means in
-  each family.
+  each family;
+* ``sigmoid_slope``: the sigmoid family's gradient in closed form, for the
+  adapters' custom-gradient routes.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ __all__ = [
     "sigmoid_alpha_t",
     "sigmoid_loss",
     "sigmoid_one_minus_p_t",
+    "sigmoid_slope",
+    "sigmoid_slope_applies",
     "smooth_binary_targets",
     "smooth_targets",
     "smoothing_weights",
@@ -344,15 +348,19 @@ def sigmoid_alpha_t(t: Any, alpha: float | None) -> Any:
 
 
 # --------------------------------------------------------------------------- the sigmoid family
-def sigmoid_one_minus_p_t(z: Any, t: Any, ops: ArrayOps) -> Any:
+def sigmoid_one_minus_p_t(z: Any, t: Any, ops: ArrayOps, *, p_and_q: tuple[Any, Any] | None = None) -> Any:
     """``1 - p_t = t sigmoid(-z) + (1 - t) sigmoid(z)`` from logits: two non-negative terms, no cancellation.
+
+    ``p_and_q``: ``(sigmoid(z), sigmoid(-z))`` where the caller has them already
+    (then ``z`` and ``ops`` are not used).
 
     Examples:
         >>> import numpy as np
         >>> sigmoid_one_minus_p_t(np.array([0.0, 40.0]), np.array([1.0, 1.0]), NumpyOps()).tolist()
         [0.5, 4.248354255291589e-18]
     """
-    return t * ops.sigmoid(-z) + (1.0 - t) * ops.sigmoid(z)
+    p, q = (ops.sigmoid(z), ops.sigmoid(-z)) if p_and_q is None else p_and_q
+    return t * q + (1.0 - t) * p
 
 
 def sigmoid_loss(bce: Any, t: Any, spec: PolySpec, ops: ArrayOps, one_minus_p_t: Any, *, epsilon: Any = None) -> Any:
@@ -376,3 +384,48 @@ def sigmoid_loss(bce: Any, t: Any, spec: PolySpec, ops: ArrayOps, one_minus_p_t:
     )
     alpha_t = sigmoid_alpha_t(t, None if spec.alpha is None else float(spec.alpha))  # type: ignore[arg-type]
     return loss if alpha_t is None else loss * alpha_t
+
+
+def sigmoid_slope_applies(spec: PolySpec) -> bool:
+    """Whether ``sigmoid_slope`` covers ``spec``: an integer ``gamma >= 0`` and at most one epsilon.
+
+    Examples:
+        >>> sigmoid_slope_applies(PolySpec.poly1_focal(1.0, 2.0)), sigmoid_slope_applies(PolySpec.focal(1.5))
+        (True, False)
+    """
+    return spec.gamma == math.floor(spec.gamma) and len(spec.epsilons) <= 1
+
+
+def sigmoid_slope(bce: Any, x: Any, p: Any, q: Any, t: Any, spec: PolySpec, *, epsilon: Any = None) -> Any:
+    """``d loss / d z`` of ``sigmoid_loss`` per element, for a spec where ``sigmoid_slope_applies``.
+
+    With ``p = sigmoid(z)``, ``q = sigmoid(-z)`` (both accurate, ``p + q = 1``),
+    ``x = 1 - p_t``, ``g = gamma`` and one ``eps``::
+
+        d loss / d z = alpha_t x^(g-1) ((p - t) x + (g BCE + eps (g + 1) x) (1 - 2t) p q)
+
+    (for ``g = 0``: ``alpha_t ((p - t) + eps (1 - 2t) p q)``), with ``p - t``
+    written ``x - 2 t q``, exact for 0/1 targets. Targets may be soft (``d x / d z =
+    (1 - 2t) p q`` holds for any ``t``). ``epsilon`` replaces the spec's one
+    epsilon, as in ``loss_from_ce``.
+
+    Examples:
+        >>> import numpy as np
+        >>> z, t = np.array([0.0]), np.array([1.0])
+        >>> p = q = np.array([0.5])
+        >>> bce, x = np.log(2.0) * np.ones(1), np.array([0.5])
+        >>> sigmoid_slope(bce, x, p, q, t, PolySpec.poly1(1.0)).tolist()  # -(1/2) - 1/4
+        [-0.75]
+    """
+    eps = (spec.epsilons[0] if spec.epsilons else 0.0) if epsilon is None else epsilon
+    gamma = int(spec.gamma)
+    p_minus_t = x - 2.0 * t * q
+    dx_dz = (1.0 - 2.0 * t) * p * q
+    if gamma == 0:
+        slope = p_minus_t + eps * dx_dz
+    else:
+        slope = p_minus_t * x + (gamma * bce + (eps * (gamma + 1)) * x) * dx_dz
+        if gamma > 1:
+            slope = slope * (x if gamma == 2 else x ** (gamma - 1))
+    alpha_t = sigmoid_alpha_t(t, None if spec.alpha is None else float(spec.alpha))  # type: ignore[arg-type]
+    return slope if alpha_t is None else slope * alpha_t

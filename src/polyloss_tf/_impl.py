@@ -213,14 +213,76 @@ def softmax_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> 
 
 
 # --------------------------------------------------------------------------- sigmoid family
-def sigmoid(t: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:
+def _sigmoid_parts(z: Any, t: Any) -> tuple[Any, Any, Any, Any]:
+    """``(BCE, 1 - p_t, sigmoid(z), sigmoid(-z))`` from logits with one ``exp`` and one ``log1p``.
+
+    BCE is written as TensorFlow's ``sigmoid_cross_entropy_with_logits`` writes
+    it (``relu(z) - t z + log1p(exp(-|z|))``, exact for confident 0/1 targets);
+    ``1 - p_t`` is core's cancellation-free form of the two sigmoids.
+    """
+    e = ops.exp(-ops.abs(z))
+    big = 1.0 / (1.0 + e)
+    small = e * big
+    positive = z >= 0.0
+    p, q = ops.where(positive, big, small), ops.where(positive, small, big)
+    bce = ops.relu(z) - t * z + ops.log1p(e)
+    return bce, series.sigmoid_one_minus_p_t(z, t, OPS, p_and_q=(p, q)), p, q
+
+
+def _in_unit_interval(t: Any, loss: Any) -> Any:
+    return ops.where(ops.logical_and(t >= 0.0, t <= 1.0), loss, NAN)
+
+
+def sigmoid_logits(t: Any, z: Any, spec: PolySpec, *, checked: bool) -> Any:
+    """Per-element sigmoid loss from logits with its gradient in closed form (``series.sigmoid_slope``).
+
+    For a spec where ``series.sigmoid_slope_applies``. The loss and its slope are
+    elementwise functions of ``(z, t)``: XLA (``jit_compile``, Keras on JAX) fuses
+    each into one loop, recomputing the parts in the backward; a TensorFlow graph
+    runs the pair as one XLA-compiled function (``polyloss_tf._tensorflow``) and
+    keeps the slope. Unchecked targets outside ``[0, 1]`` give NaN (SPEC section 6).
+    """
+
+    def value(z: Any, t: Any) -> Any:
+        bce, x, _, _ = _sigmoid_parts(z, t)
+        loss = series.sigmoid_loss(bce, t, spec, OPS, lambda: x)
+        return loss if checked else _in_unit_interval(t, loss)
+
+    def value_and_slope(z: Any, t: Any) -> tuple[Any, Any]:
+        bce, x, p, q = _sigmoid_parts(z, t)
+        loss = series.sigmoid_loss(bce, t, spec, OPS, lambda: x)
+        return loss if checked else _in_unit_interval(t, loss), series.sigmoid_slope(bce, x, p, q, t, spec)
+
+    if _is_tensorflow():
+        from . import _tensorflow
+
+        if _tensorflow.graph_without_xla():
+            return _tensorflow.with_compiled_slope(value_and_slope, z, t)
+
+    @ops.custom_gradient
+    def loss_of(z: Any) -> Any:
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            upstream = args[0] if upstream is None else upstream
+            return upstream * value_and_slope(z, t)[1]
+
+        return value(z, t), grad
+
+    return loss_of(z)
+
+
+def sigmoid(t: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool, checked: bool = True) -> Any:
     """Per-element ``alpha_t (BCE (1 - p_t)^g + sum_j eps_j (1 - p_t)^(j+g))`` for targets ``t``.
 
+    Logits with an integer ``gamma`` and one epsilon take ``sigmoid_logits``.
     Probabilities are clipped to ``[eps, 1 - eps]`` as Keras' binary
     cross-entropy clips them, and ``1 - p_t`` comes from the clipped value too,
     so a prediction outside ``[0, 1]`` cannot make the loss negative.
+    ``checked``: the targets' values were verified on the host; otherwise
+    elements with targets outside ``[0, 1]`` get NaN (SPEC section 6).
     """
     t = series.smooth_binary_targets(t, spec)
+    if from_logits and series.sigmoid_slope_applies(spec) and not spec.is_cross_entropy:
+        return sigmoid_logits(t, y_pred, spec, checked=checked)
 
     def one_minus_p_t() -> Any:
         if from_logits:
@@ -228,27 +290,24 @@ def sigmoid(t: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:
         p = ops.clip(y_pred, keras.backend.epsilon(), 1.0 - keras.backend.epsilon())
         return t * (1.0 - p) + (1.0 - t) * p
 
-    return series.sigmoid_loss(ops.binary_crossentropy(t, y_pred, from_logits=from_logits), t, spec, OPS, one_minus_p_t)
+    loss = series.sigmoid_loss(ops.binary_crossentropy(t, y_pred, from_logits=from_logits), t, spec, OPS, one_minus_p_t)
+    return loss if checked else nan_outside_unit_interval(t, loss)
 
 
-def nan_outside_unit_interval(t: Any, loss: Any, axis: int | None) -> Any:
-    """NaN where a target leaves ``[0, 1]``: per element, or per row of ``axis``.
+def nan_outside_unit_interval(t: Any, loss: Any) -> Any:
+    """NaN where a target leaves ``[0, 1]``, per element.
 
     Two flat reductions decide whether the batch has a bad target at all; only
     then (an ``ops.cond``; on the torch backend, whose ``cond`` reads its
-    predicate on the host, always) are the rows marked.
+    predicate on the host, always) are the elements marked.
     """
-
-    def marked() -> Any:
-        if axis is None:
-            return ops.where(ops.logical_and(t >= 0.0, t <= 1.0), loss, NAN)
-        return ops.where(ops.logical_and(ops.min(t, axis=axis) >= 0.0, ops.max(t, axis=axis) <= 1.0), loss, NAN)
-
     if _is_empty(t):  # nothing to mark; ``keras.ops.min`` / ``max`` raise on an empty tensor
         return loss
     if keras.backend.backend() == "torch":
-        return marked()
-    return ops.cond(ops.logical_or(ops.min(t) < 0.0, ops.max(t) > 1.0), marked, lambda: loss)
+        return _in_unit_interval(t, loss)
+    return ops.cond(
+        ops.logical_or(ops.min(t) < 0.0, ops.max(t) > 1.0), lambda: _in_unit_interval(t, loss), lambda: loss
+    )
 
 
 def sigmoid_index(y: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool, axis: int, checked: bool) -> Any:

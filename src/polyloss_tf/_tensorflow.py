@@ -18,6 +18,11 @@ routes start from TensorFlow's fused ``SoftmaxCrossEntropyWithLogits`` (what
 
 Both are ``dense_softmax`` with their own branches.
 
+A graph without ``jit_compile`` runs every elementwise step as its own pass over
+the tensor; the elementwise parts (Poly-1's row terms and gradient after the
+fused op; the sigmoid family's loss and slope, ``with_compiled_slope``) run
+there as small XLA-compiled functions (``_fused_in_a_graph``), one loop each.
+
 ``1 - p_t`` of a one-hot row is ``2 t / (1 + t)`` with ``t = tanh(c / 2)``: the
 same quantity as ``-expm1(-c)`` with no cancellation as ``p_t -> 1``, and
 TensorFlow vectorises ``tanh`` (measured costs: ``docs/benchmarks.md``).
@@ -49,6 +54,40 @@ def compiling_with_xla() -> bool:
     except ImportError:  # pragma: no cover - a future TensorFlow without the private modules
         return False
     return bool(control_flow_util.GraphOrParentsInXlaContext(framework_ops.get_default_graph()))
+
+
+def graph_without_xla() -> bool:
+    """Whether a TensorFlow graph (``tf.function``) without ``jit_compile`` is being traced.
+
+    Not with op determinism enabled, where Keras itself keeps XLA off.
+    """
+    from tensorflow.python.framework.config import is_op_determinism_enabled  # what Keras' trainer reads
+
+    return not tf.executing_eagerly() and not compiling_with_xla() and not is_op_determinism_enabled()
+
+
+def _fused_in_a_graph(elementwise: Callable) -> Callable:
+    """``elementwise`` compiled by XLA (one fused loop) in a graph without ``jit_compile``; else itself."""
+    return tf.function(elementwise, jit_compile=True, autograph=False) if graph_without_xla() else elementwise
+
+
+def with_compiled_slope(value_and_slope: Callable, z: Any, t: Any) -> Any:
+    """``value_and_slope(z, t)[0]``, whose gradient is ``upstream * value_and_slope(z, t)[1]``, for a graph.
+
+    For elementwise losses (the sigmoid family): TensorFlow runs every
+    elementwise step of a graph as its own pass over the tensor, so the pair is
+    one function compiled by XLA (``tf.function(jit_compile=True)``, one fused
+    loop reading ``z`` and ``t``, writing the loss and the slope). The slope is
+    kept for the backward, which is one multiplication.
+    """
+    compiled = _fused_in_a_graph(value_and_slope)
+
+    @tf.custom_gradient
+    def loss_of(z: Any) -> Any:
+        loss, slope = compiled(z, t)
+        return loss, lambda upstream: upstream * slope
+
+    return loss_of(z)
 
 
 def one_minus_exp_neg(ce: Any) -> Any:
@@ -110,15 +149,23 @@ def poly1_dense(q: Any, logits: Any, spec: PolySpec, one_hot: Any = None) -> Any
         x = one_minus_exp_neg(ce)
         return loss_from_ce(ce, x, spec, OPS), 1.0 + epsilon * (1.0 - x)
 
-    def soft(flat_q: Any, ce: Any, softmax_minus_q: Any, z: Any) -> Any:
+    def soft_value(flat_q: Any, ce: Any, softmax_minus_q: Any) -> Any:
         total, overlap = tf.reduce_sum(flat_q, -1), tf.reduce_sum(flat_q * (softmax_minus_q + flat_q), -1)
         return loss_from_ce(ce, total - overlap, spec, OPS), total + epsilon * overlap
 
-    def soft_grad(upstream: Any, z: Any, flat_q: Any, softmax_minus_q: Any, aux: Any) -> Any:
+    def soft_slope(upstream: Any, flat_q: Any, softmax_minus_q: Any, aux: Any) -> Any:
         p = softmax_minus_q + flat_q
         return tf.reshape(upstream, [-1, 1]) * (p * tf.reshape(aux, [-1, 1]) - flat_q * (1.0 + epsilon * p))
 
-    return dense_softmax(q, logits, one_hot, hard, soft, soft_grad)
+    value, slope = _fused_in_a_graph(soft_value), _fused_in_a_graph(soft_slope)
+    return dense_softmax(
+        q,
+        logits,
+        one_hot,
+        hard,
+        lambda flat_q, ce, softmax_minus_q, z: value(flat_q, ce, softmax_minus_q),
+        lambda upstream, z, flat_q, softmax_minus_q, aux: slope(upstream, flat_q, softmax_minus_q, aux),
+    )
 
 
 def any_member_dense(q: Any, logits: Any, one_hot: Any, hard: Callable, general: Callable) -> Any:

@@ -107,12 +107,9 @@ def unreduced(
             checked = _validate.index_values_checked(y, num_classes, None)
             loss = _impl.sigmoid_index(y, y_pred, spec, from_logits=from_logits, axis=ax, checked=checked)
             return ops.mean(loss, axis=ax) if mean else loss
-        t = ops.cast(y, dtype)
-        loss = _impl.sigmoid(t, y_pred, spec, from_logits=from_logits)
-        loss = ops.mean(loss, axis=ax) if mean else loss
-        if _validate.target_values_checked(y):
-            return loss
-        return _impl.nan_outside_unit_interval(t, loss, ax if mean else None)
+        checked = _validate.target_values_checked(y)
+        loss = _impl.sigmoid(ops.cast(y, dtype), y_pred, spec, from_logits=from_logits, checked=checked)
+        return ops.mean(loss, axis=ax) if mean else loss
     # Classes on the literal last axis: TensorFlow's softmax ops transpose any other axis with a
     # computed permutation whose gradient XLA cannot compile inside a cond.
     z = y_pred if ax == len(y_pred.shape) - 1 else ops.moveaxis(y_pred, ax, -1)

@@ -15,6 +15,8 @@ from polyloss_core.series import (
     sigmoid_alpha_t,
     sigmoid_loss,
     sigmoid_one_minus_p_t,
+    sigmoid_slope,
+    sigmoid_slope_applies,
     smooth_binary_targets,
     smooth_targets,
     smoothing_weights,
@@ -161,3 +163,31 @@ def test_sigmoid_loss_asks_for_one_minus_p_t_only_when_the_spec_needs_it() -> No
 def test_sigmoid_one_minus_p_t_keeps_its_relative_precision_for_confident_logits() -> None:
     z, t = np.array([40.0, -40.0]), np.array([1.0, 0.0])
     np.testing.assert_allclose(sigmoid_one_minus_p_t(z, t, OPS), np.exp(-40.0) / (1.0 + np.exp(-40.0)), rtol=1e-14)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        PolySpec.poly1(2.0),
+        PolySpec(),
+        PolySpec.poly1_focal(-1.0, 2.0, 0.25),
+        PolySpec.poly1_focal(1.0, 1.0, 0.75),
+        PolySpec.poly1_focal(0.5, 3.0),
+        PolySpec.poly1(1.0, label_smoothing=0.2),
+    ],
+    ids=["poly1", "ce", "poly1-focal-alpha", "gamma-1", "gamma-3", "smoothed"],
+)
+def test_sigmoid_slope_is_the_reference_gradient(spec: PolySpec) -> None:
+    """The closed-form gradient equals the float64 reference's, for hard and soft targets and logits to 1e4."""
+    assert sigmoid_slope_applies(spec)
+    z = np.concatenate([RNG.normal(scale=4.0, size=(5, 4)), [[40.0, -40.0, 1e4, -1e4]]])
+    raw = (RNG.random(z.shape) < 0.4).astype(np.float64)
+    raw[0] = RNG.random(4)  # one row of soft targets
+    raw[-1] = [1.0, 0.0, 0.0, 1.0]
+    t = smooth_binary_targets(raw, spec)
+    p, q = np.exp(-np.logaddexp(0.0, -z)), np.exp(-np.logaddexp(0.0, z))
+    bce = np.maximum(z, 0.0) - t * z + np.log1p(np.exp(-np.abs(z)))
+    slope = sigmoid_slope(bce, t * q + (1.0 - t) * p, p, q, t, spec)
+    np.testing.assert_allclose(slope, reference.sigmoid_poly_loss_grad(z, raw, spec), rtol=1e-12, atol=1e-300)
+    assert not sigmoid_slope_applies(PolySpec.focal(1.5))
+    assert not sigmoid_slope_applies(PolySpec(epsilons=(1.0, 2.0)))

@@ -52,3 +52,39 @@ def prob_logits(p: np.ndarray, axis: int = -1) -> np.ndarray:
 def binary_prob_logits(p: np.ndarray) -> np.ndarray:
     q = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
     return np.log(q) - np.log1p(-q)
+
+
+def _tracers() -> dict[str, Any]:
+    """Eager and every compiler of the active backend: ``{name: decorator or None}``."""
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        return {"eager": None, "tf.function": tf.function, "xla": lambda f: tf.function(f, jit_compile=True)}
+    if BACKEND == "jax":
+        import jax
+
+        return {"eager": None, "jax.jit": jax.jit}
+    return {"eager": None}
+
+
+TRACERS = _tracers()
+
+
+def value_and_grad(loss: Any, y: Any, z: Any, tracer: str) -> tuple[np.ndarray, np.ndarray]:
+    """The value and the gradient of ``sum(loss(y, z))`` with respect to ``z``, eagerly or under ``tracer``."""
+    y, z = ops.convert_to_tensor(y), ops.convert_to_tensor(z)
+    compile_ = TRACERS[tracer]
+    if compile_ is None:
+        return to_np(loss(y, z)), to_np(gradient(lambda t: ops.sum(loss(y, t)), z))
+    if BACKEND == "jax":
+        import jax
+
+        value = compile_(lambda labels, t: loss(labels, t))(y, z)
+        grad = compile_(jax.grad(lambda t, labels: ops.sum(loss(labels, t))))(z, y)
+        return to_np(value), to_np(grad)
+
+    def both(labels: Any, t: Any) -> Any:
+        return loss(labels, t), gradient(lambda u: ops.sum(loss(labels, u)), t)
+
+    value, grad = compile_(both)(y, z)
+    return to_np(value), to_np(grad)
