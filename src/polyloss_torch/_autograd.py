@@ -198,7 +198,9 @@ class SigmoidPoly1Focal(torch.autograd.Function):
     sigmoids, no cancellation as ``p_t -> 1``); ``a_t`` is core's ``sigmoid_alpha_t``
     (recomputed in the backward rather than saved). The
     first-order backward is one elementwise expression,
-    ``a_t x^(g-1) ((p - t) x + (g BCE + eps (g+1) x)(1 - 2t) p (1 - p))``;
+    ``a_t x^(g-1) ((p - t) x + (g BCE + eps (g+1) x)(1 - 2t) p (1 - p))``
+    (core's ``series.sigmoid_slope``, written here with in-place operations: eager
+    torch allocates a tensor per operator; the plain form measured slower, docs/benchmarks.md);
     when a graph is being built (double backward) the gradient is recomputed by
     autograd through ``composed``, the same loss written with plain torch operations.
     """
