@@ -23,6 +23,10 @@ from ._ops import OPS
 from ._validate import host_values, static_shape
 
 NAN = float("nan")
+#: Under XLA (TensorFlow backend), Poly-1 with target rows branches on "every row one-hot" (``tf.cond``)
+#: from this many classes on: below it the test and the split fusion cost more than the branch saves
+#: (measured: docs/benchmarks.md).
+XLA_BRANCH_MIN_CLASSES = 64
 
 
 def _is_tensorflow() -> bool:
@@ -184,7 +188,8 @@ def softmax_dense(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> 
         xla = _tensorflow.compiling_with_xla()
     if eps is not None and spec.epsilons:
         if tensorflow:
-            one_hot = None if xla or spec.label_smoothing else all_rows_one_hot(q)
+            branch = not spec.label_smoothing and (not xla or num_classes >= XLA_BRANCH_MIN_CLASSES)
+            one_hot = all_rows_one_hot(q) if branch else None
             return _scaled(_tensorflow.poly1_dense(q, y_pred, spec, one_hot), spec)
         return _scaled(poly1_dense(q, y_pred, spec, from_logits=from_logits), spec)
     if eps is not None:  # plain cross-entropy: Keras' own

@@ -11,7 +11,8 @@ routes start from TensorFlow's fused ``SoftmaxCrossEntropyWithLogits`` (what
   ``g (p_j (sum q + eps sum_c q_c p_c) - q_j (1 + eps p_j))`` (SPEC section 4).
   In graph mode a ``tf.cond`` on ``one_hot`` uses ``c`` alone for one-hot
   batches (``p_t = exp(-c)``), so their gradient is Keras' own times a number
-  per row; under XLA the elementwise form fuses, and no branch is taken.
+  per row. Under XLA the elementwise form fuses; the branch is taken there
+  only from ``_impl.XLA_BRANCH_MIN_CLASSES`` classes on.
 * ``any_member_dense``, every other member, graph mode: one-hot
   batches scale the fused op's gradient by ``dl/dc``; other batches
   differentiate the per-class formula (only that branch pays for it).

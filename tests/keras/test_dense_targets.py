@@ -80,6 +80,22 @@ def test_values_and_gradients_match_reference(tracer: str, kind: str, spec_name:
 
 
 @pytest.mark.parametrize("tracer", list(TRACERS))
+@pytest.mark.parametrize("kind", ["one-hot", "one-soft-row"])
+def test_many_classes_take_the_one_hot_branch_under_every_tracer(tracer: str, kind: str) -> None:
+    """From ``_impl.XLA_BRANCH_MIN_CLASSES`` classes on, XLA also branches on one-hot batches: both branches exact."""
+    classes = _impl.XLA_BRANCH_MIN_CLASSES
+    q = one_hot(np.arange(N) * 7 % classes, classes)
+    if kind == "one-soft-row":
+        q[3] = soft_labels((classes,), 5)
+    z = logits((N, classes), 14)
+    loss = pl.Poly1CategoricalCrossentropy(epsilon=2.0, from_logits=True, reduction=None)
+    value, grad = value_and_grad(loss, q, z, tracer)
+    spec = PolySpec.poly1(2.0)
+    np.testing.assert_allclose(value, reference.softmax_poly_loss(z, q, spec), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(grad, reference.softmax_poly_loss_grad(z, q, spec), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("tracer", list(TRACERS))
 def test_class_axis_1_with_extra_dimensions(tracer: str) -> None:
     """(N, C, d1, d2) targets: the TensorFlow path flattens to (rows, classes) and restores the shape."""
     z = logits((2, C, 3, 2), 12)
