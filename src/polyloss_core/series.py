@@ -382,8 +382,13 @@ def sigmoid_loss(bce: Any, t: Any, spec: PolySpec, ops: ArrayOps, one_minus_p_t:
         if epsilon is None and spec.is_cross_entropy
         else loss_from_ce(bce, one_minus_p_t(), spec, ops, epsilon=epsilon)
     )
+    return _times_alpha_t(loss, t, spec)
+
+
+def _times_alpha_t(value: Any, t: Any, spec: PolySpec) -> Any:
+    """``value * alpha_t`` for the sigmoid family's scalar ``spec.alpha``; ``value`` itself without one."""
     alpha_t = sigmoid_alpha_t(t, None if spec.alpha is None else float(spec.alpha))  # type: ignore[arg-type]
-    return loss if alpha_t is None else loss * alpha_t
+    return value if alpha_t is None else value * alpha_t
 
 
 def sigmoid_slope_applies(spec: PolySpec) -> bool:
@@ -427,5 +432,4 @@ def sigmoid_slope(bce: Any, x: Any, p: Any, q: Any, t: Any, spec: PolySpec, *, e
         slope = p_minus_t * x + (gamma * bce + (eps * (gamma + 1)) * x) * dx_dz
         if gamma > 1:
             slope = slope * (x if gamma == 2 else x ** (gamma - 1))
-    alpha_t = sigmoid_alpha_t(t, None if spec.alpha is None else float(spec.alpha))  # type: ignore[arg-type]
-    return slope if alpha_t is None else slope * alpha_t
+    return _times_alpha_t(slope, t, spec)

@@ -248,29 +248,32 @@ def sigmoid_logits(t: Any, z: Any, spec: PolySpec, *, checked: bool) -> Any:
     keeps the slope. Unchecked targets outside ``[0, 1]`` give NaN (SPEC section 6).
     """
 
-    def value(z: Any, t: Any) -> Any:
-        bce, x, _, _ = _sigmoid_parts(z, t)
+    def value(parts: tuple[Any, Any, Any, Any], t: Any) -> Any:
+        bce, x, _, _ = parts
         loss = series.sigmoid_loss(bce, t, spec, OPS, lambda: x)
         return loss if checked else _in_unit_interval(t, loss)
 
-    def value_and_slope(z: Any, t: Any) -> tuple[Any, Any]:
-        bce, x, p, q = _sigmoid_parts(z, t)
-        loss = series.sigmoid_loss(bce, t, spec, OPS, lambda: x)
-        return loss if checked else _in_unit_interval(t, loss), series.sigmoid_slope(bce, x, p, q, t, spec)
+    def slope(parts: tuple[Any, Any, Any, Any], t: Any) -> Any:
+        return series.sigmoid_slope(*parts, t, spec)
 
     if _is_tensorflow():
         from . import _tensorflow
 
         if _tensorflow.graph_without_xla():
+
+            def value_and_slope(z: Any, t: Any) -> tuple[Any, Any]:
+                parts = _sigmoid_parts(z, t)
+                return value(parts, t), slope(parts, t)
+
             return _tensorflow.with_compiled_slope(value_and_slope, z, t)
 
     @ops.custom_gradient
     def loss_of(z: Any) -> Any:
         def grad(*args: Any, upstream: Any = None) -> Any:
             upstream = args[0] if upstream is None else upstream
-            return upstream * value_and_slope(z, t)[1]
+            return upstream * slope(_sigmoid_parts(z, t), t)
 
-        return value(z, t), grad
+        return value(_sigmoid_parts(z, t), t), grad
 
     return loss_of(z)
 

@@ -73,7 +73,9 @@ def _fused_in_a_graph(elementwise: Callable) -> Callable:
 
 
 def with_compiled_slope(value_and_slope: Callable, z: Any, t: Any) -> Any:
-    """``value_and_slope(z, t)[0]``, whose gradient is ``upstream * value_and_slope(z, t)[1]``, for a graph.
+    """``value_and_slope(z, t)[0]``, whose gradient is ``upstream * value_and_slope(z, t)[1]``.
+
+    Called only where ``graph_without_xla()``.
 
     For elementwise losses (the sigmoid family): TensorFlow runs every
     elementwise step of a graph as its own pass over the tensor, so the pair is
@@ -81,7 +83,7 @@ def with_compiled_slope(value_and_slope: Callable, z: Any, t: Any) -> Any:
     loop reading ``z`` and ``t``, writing the loss and the slope). The slope is
     kept for the backward, which is one multiplication.
     """
-    compiled = _fused_in_a_graph(value_and_slope)
+    compiled = tf.function(value_and_slope, jit_compile=True, autograph=False)
 
     @tf.custom_gradient
     def loss_of(z: Any) -> Any:
