@@ -47,14 +47,17 @@ _MIN_VECTOR_CLASSES = 16
 
 
 def eager(tensor: Tensor) -> bool:
-    """Whether ``tensor`` is computed eagerly: not under ``torch.compile``, ``torch.func`` or forward-mode AD.
+    """Whether ``tensor`` is computed eagerly: not compiled, traced, under ``torch.func`` or forward-mode AD.
 
     The Functions here exist for eager speed; elsewhere the plain composition of
     torch operations is used, which ``torch.compile`` fuses itself and every
-    ``torch.func`` transform supports.
+    ``torch.func`` transform supports. A ``torch.jit.trace`` would record the
+    branches taken on the example's values (underflow, one-hot rows) for every
+    later input, so it records the composition too.
     """
     return (
         not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
         and not torch._C._are_functorch_transforms_active()
         and forward_ad.unpack_dual(tensor).tangent is None
     )

@@ -10,6 +10,7 @@ so a spec need not be built per value).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from polyloss_core import PolySpec, series
 
-from ._autograd import DensePoly1, SigmoidPoly1Focal, TargetCrossEntropy, eager
+from ._autograd import DensePoly1, SigmoidPoly1Focal, TargetCrossEntropy, branches_on_host, eager
 from ._ops import OPS
 
 # Below this many logits a custom Function's fixed cost (ctx, saved tensors, its own graph node)
@@ -167,12 +168,50 @@ def softmax_indices(
     return finish_indices(loss, index, ignore_index, reduction, weight, scale=scale, scalar=scalar, ignored=ignored)
 
 
+# The bits of 1.0 per float dtype, and the integer dtype of the same width: one-hot tests on the bits
+# are exact comparisons, and torch's integer reductions run faster than its float ones on a CPU.
+_ONE_BITS = {torch.float32: (torch.int32, 0x3F800000), torch.float64: (torch.int64, 0x3FF0000000000000)}
+
+
+def one_hot_index(target: Tensor, dim: int) -> Tensor | None:
+    """The class indices of ``target`` if every row is exactly one-hot, else ``None``. A speed choice.
+
+    Read on the bits: every row's largest bit pattern is that of 1.0 (so no entry is above 1 or
+    NaN, and each row holds a 1) and the tensor holds as many non-zero bit patterns as rows, so
+    every other entry is +0.0. Exact for any values. It reads values, so callers use it only for
+    tensors in host memory (``branches_on_host``); soft rows usually stop after reading the first
+    row (a few microseconds), one-hot rows cost two reductions and one matrix-vector product.
+    Small heads (below 32 768 numbers) are not tested: there the reads cost more than they save.
+    """
+    num_classes = target.shape[dim]
+    if num_classes >= 1 << 24 or target.dtype not in _ONE_BITS or not target.numel():
+        return None  # the indices below are exact in float32 up to 2**24
+    rows = target.numel() // num_classes
+    int_dtype, one = _ONE_BITS[target.dtype]
+    bits = target.view(int_dtype)
+    if not bool(bits.movedim(dim, -1)[(0,) * (target.dim() - 1)].amax() == one):  # soft rows stop here
+        return None
+    if not bool((bits.amax(dim) == one).all()) or int(torch.count_nonzero(bits)) != rows:
+        return None
+    classes = torch.arange(num_classes, dtype=target.dtype, device=target.device)
+    if target.stride(dim) == 1:  # rows of contiguous classes (also channels-last maps): one product
+        index = target.movedim(dim, -1).reshape(rows, num_classes) @ classes
+    else:  # (outer, C, inner) blocks, e.g. (N, C, H, W) maps: a product per block, no copy
+        index = classes @ target.reshape(math.prod(target.shape[:dim]), num_classes, -1)
+    return index.reshape(target.shape[:dim] + target.shape[dim + 1 :]).long()
+
+
 def softmax_dense(
     z: Tensor, target: Tensor, spec: PolySpec, weight: Tensor | None, reduction: str, dim: int, epsilon: Any = None
 ) -> Tensor:
     """Softmax family, dense targets (probabilities, one-hot floats, mixup, unnormalised)."""
     if _is_cross_entropy(spec, epsilon):
         return F.cross_entropy(z, target, weight=weight, reduction=reduction, label_smoothing=spec.label_smoothing)
+    if z.numel() >= _SMALL and branches_on_host(z) and eager(z) and not target.requires_grad:
+        index = one_hot_index(target, dim)
+        if index is not None:  # the same losses, from the class-index kernels
+            loss = softmax_indices(z, index, spec, weight, -1, "none", dim, epsilon)
+            return _reduce(loss, reduction)
     q = series.smooth_targets(target, spec, z.shape[dim])
     scalar, scale = class_scale(spec, weight, z)
     if is_poly1(spec, epsilon) and eager(z) and not q.requires_grad:

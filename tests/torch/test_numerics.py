@@ -289,6 +289,116 @@ def test_target_cross_entropy_function_all_outputs() -> None:
     assert gradgradcheck(outputs, (z,))
 
 
+def _one_hot_floats(shape: tuple[int, ...], seed: int, dtype: torch.dtype = torch.float32):
+    """Exactly one-hot float rows along dim 1 (any shape), and their class indices."""
+    index = class_indices(shape, seed=seed, ignore_index=None)
+    rows = torch.nn.functional.one_hot(index, shape[1]).to(dtype)
+    return rows.movedim(-1, 1) if len(shape) > 2 else rows, index
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "none",
+        "tiny-extra-mass",
+        "cancelling-pair",
+        "two-ones",
+        "row-below-one",
+        "above-one",
+        "nan",
+        "zero-row",
+        "float16",
+    ],
+)
+def test_one_hot_test_is_exact(change: str) -> None:
+    """Only rows that are exactly one-hot are read as class indices, whatever the other values are."""
+    from polyloss_torch._impl import one_hot_index
+
+    q, index = _one_hot_floats((2048, 20), seed=60)
+    other = (index[2] + 1) % 20
+    if change == "tiny-extra-mass":
+        q[2, other] = torch.finfo(torch.float32).smallest_normal / 2**23  # the smallest subnormal
+    elif change == "cancelling-pair":  # the row still sums to 1
+        q[2, other], q[2, (index[2] + 2) % 20] = 0.5, -0.5
+    elif change == "two-ones":
+        q[2, other] = 1.0
+    elif change == "row-below-one":
+        q[2] *= 0.5
+    elif change in ("above-one", "nan"):
+        q[2, other] = 2.0 if change == "above-one" else float("nan")
+    elif change == "zero-row":
+        q[2] = 0.0
+    elif change == "float16":
+        q = q.half()
+    got = one_hot_index(q, 1)
+    if change == "none":
+        assert got is not None
+        assert torch.equal(got, index)
+    else:
+        assert got is None
+
+
+def test_one_hot_test_reads_every_layout() -> None:
+    """Maps with strided or contiguous classes, and unbatched rows, give their indices."""
+    from polyloss_torch._impl import one_hot_index
+
+    maps, index = _one_hot_floats((2, 21, 32, 32), seed=61)
+    assert torch.equal(one_hot_index(maps.contiguous(), 1), index)
+    assert torch.equal(one_hot_index(maps.contiguous(memory_format=torch.channels_last), 1), index)
+    assert torch.equal(one_hot_index(maps[0, :, 3, 4], 0), index[0, 3, 4])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"weight": True},
+        {"label_smoothing": 0.1},
+        {"weight": True, "label_smoothing": 0.2, "reduction": "sum"},
+        {"reduction": "none", "epsilon": 2.0},
+        {"spec": PolySpec(epsilons=(1.0, 0.5), gamma=1.5, alpha=0.25)},
+    ],
+    ids=["poly1", "weight", "smoothing", "weight-smoothing-sum", "none", "poly-n-focal"],
+)
+@pytest.mark.parametrize(
+    "shape",
+    [(2048, 20), (64, 600), (2, 21, 32, 32), (2, 21, 32, 33), (64, 20)],
+    ids=["few", "many", "maps", "channels-last", "small-head"],
+)
+def test_one_hot_float_targets_take_the_class_index_route(
+    options: dict, shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One-hot float rows in host memory take the class-index kernels with the values and gradients of the
+    dense route (the one every other device takes), including the probability-target mean (over examples)."""
+    from polyloss_torch import _impl
+
+    options = dict(options)
+    q, _ = _one_hot_floats(shape, seed=62, dtype=torch.float64)
+    if options.pop("weight", False):
+        options["weight"] = class_weight(shape[1], seed=62, dtype=torch.float64)
+    spec = options.pop("spec", None)
+    z = logits(shape, seed=62, dtype=torch.float64)
+    if shape[-1] == 33:
+        z, q = (x.contiguous(memory_format=torch.channels_last) for x in (z, q))
+
+    def run() -> tuple[torch.Tensor, torch.Tensor]:
+        leaf = z.clone().requires_grad_(True)
+        loss = poly1_cross_entropy(leaf, q, **options) if spec is None else poly_loss(leaf, q, spec, **options)
+        (grad,) = torch.autograd.grad(loss.sum(), leaf)
+        return loss, grad
+
+    calls = []
+    by_index = _impl.softmax_indices
+    monkeypatch.setattr(_impl, "softmax_indices", lambda *a, **k: calls.append(1) or by_index(*a, **k))
+    routed = run()
+    assert calls == ([] if shape == (64, 20) else [1])  # small heads (below 32 768 numbers) stay dense
+    monkeypatch.setattr(_impl, "one_hot_index", lambda target, dim: None)
+    dense = run()
+    assert len(calls) <= 1
+    for got, want in zip(routed, dense, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("rows", ["normalised", "unnormalised", "all-zero", "one-hot"])
 def test_dense_poly1_function_values_and_gradients(rows: str) -> None:
     """The fused probability-target Poly-1: sum_c w_c q_c l(p_c) for any non-negative q, first and second order."""

@@ -107,6 +107,23 @@ def test_jit_script_is_documented_as_unsupported_and_trace_works(module) -> None
     torch.testing.assert_close(torch.jit.trace(module, (z, target), check_trace=False)(z, target), module(z, target))
 
 
+@pytest.mark.filterwarnings(TORCH_JIT_WARNING)
+def test_a_trace_does_not_keep_the_branches_taken_on_its_example_values() -> None:
+    """Traced with one-hot float rows (which eagerly take the class-index route on CPU), soft rows still get
+    their own loss; traced without underflow, underflowing rows still get the exact cross-entropy."""
+    module = Poly1CrossEntropyLoss(reduction="none")
+    z = logits((6, 20), seed=14)
+    one_hot = torch.nn.functional.one_hot(class_indices((6, 20), seed=14), 20).float()
+    soft = probabilities((6, 20), seed=14)
+    traced = torch.jit.trace(module, (z, one_hot), check_trace=False)
+    torch.testing.assert_close(traced(z, soft), module(z, soft))
+    z, y = logits((64, 1024), seed=15), class_indices((64, 1024), seed=15, ignore_index=None)
+    traced = torch.jit.trace(module, (z, y), check_trace=False)
+    gap = z.clone()
+    gap[:, 0] += 200.0  # p_t underflows wherever the target is not class 0
+    torch.testing.assert_close(traced(gap, y), module(gap, y))
+
+
 @pytest.mark.parametrize("module", [Poly1CrossEntropyLoss(), Poly1CrossEntropyLoss(epsilon=0.0)])
 def test_probability_targets_with_ignore_index_raise_like_torch(module) -> None:
     z = logits((4, 3), seed=10)
@@ -179,15 +196,18 @@ def test_no_host_reads_on_the_fast_paths_off_the_host(case: int, shape: tuple[in
 def test_cpu_fast_paths_read_host_memory_only_for_the_underflow_branch(
     case: int, shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On CPU the only read is TargetCrossEntropy's underflow test (host memory, no sync); without the
-    host branch, the route every other device takes, a CPU call with real values reads nothing."""
-    from polyloss_torch import _autograd
+    """On CPU the reads are TargetCrossEntropy's underflow test and the one-hot test of dense targets, whose
+    soft rows stop at the first read (host memory, no sync); without the host
+    branches, the route every other device takes, a CPU call with real values reads nothing."""
+    from polyloss_torch import _autograd, _impl
 
     uses_function = shape != FAST_PATH_SHAPES["small"] and case in (0, 6)  # Poly-1, class indices
+    tests_one_hot = shape != FAST_PATH_SHAPES["small"] and case in (2, 4)  # dense targets
     with _HostReads() as reads:
         _fast_path_cases("cpu", shape)[case]().backward()
-    assert reads.calls == (["__bool__"] if uses_function else [])
+    assert reads.calls == (["__bool__"] if uses_function or tests_one_hot else [])
     monkeypatch.setattr(_autograd, "branches_on_host", lambda tensor: False)
+    monkeypatch.setattr(_impl, "branches_on_host", lambda tensor: False)
     with _HostReads() as reads:
         _fast_path_cases("cpu", shape)[case]().backward()
     assert reads.calls == []
