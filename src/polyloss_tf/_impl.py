@@ -74,9 +74,14 @@ def _is_empty(x: Any) -> bool:
 def all_rows_one_hot(q: Any) -> Any:
     """Scalar bool tensor: every row of ``q >= 0`` (classes last) is one-hot.
 
-    Exact for any non-negative rows: a row's sum is at least its maximum, so
-    every maximum 1 and ``sum(q) == sum(maxima)`` leave exactly one non-zero
-    entry, a 1, per row. One row reduction and one flat sum. (An all-zero row
+    For non-negative rows: a row's sum is at least its maximum, so every
+    maximum 1 and ``sum(q) == sum(maxima)`` leave exactly one non-zero entry,
+    a 1, per row, up to the rounding of the flat float sum: extra mass below
+    about ``N * 2**-24`` in total is not seen, and such rows take the one-hot
+    branch, whose loss then differs by about that mass times ``|log p|``. One
+    row reduction and one flat sum; the exact tests (a count of non-zero
+    entries, as the torch adapter runs on host memory, or per-row sums) cost a
+    pass more in a TensorFlow graph (``docs/benchmarks.md``). (An all-zero row
     is not one-hot: the fused op's gradient of its constant 0 loss is ``p``.)
     No rows at all (an empty batch) are one-hot, as Keras' own loss takes them.
     """
