@@ -357,8 +357,10 @@ def test_one_hot_test_reads_every_layout() -> None:
         {"weight": True, "label_smoothing": 0.2, "reduction": "sum"},
         {"reduction": "none", "epsilon": 2.0},
         {"spec": PolySpec(epsilons=(1.0, 0.5), gamma=1.5, alpha=0.25)},
+        {"spec": "per-class-alpha", "label_smoothing": 0.1, "weight": True},
+        {"spec": "per-class-alpha", "reduction": "none"},
     ],
-    ids=["poly1", "weight", "smoothing", "weight-smoothing-sum", "none", "poly-n-focal"],
+    ids=["poly1", "weight", "smoothing", "weight-smoothing-sum", "none", "poly-n-focal", "alpha-smoothing", "alpha"],
 )
 @pytest.mark.parametrize(
     "shape",
@@ -377,6 +379,9 @@ def test_one_hot_float_targets_take_the_class_index_route(
     if options.pop("weight", False):
         options["weight"] = class_weight(shape[1], seed=62, dtype=torch.float64)
     spec = options.pop("spec", None)
+    if spec == "per-class-alpha":  # per-class alpha (scaling the loss, no normaliser) with torch's weight
+        alpha = tuple(float(a) for a in torch.linspace(0.5, 2.0, shape[1]))
+        spec = PolySpec(epsilons=(2.0,), alpha=alpha, label_smoothing=options.pop("label_smoothing", 0.0))
     z = logits(shape, seed=62, dtype=torch.float64)
     if shape[-1] == 33:
         z, q = (x.contiguous(memory_format=torch.channels_last) for x in (z, q))
