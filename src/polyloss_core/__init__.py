@@ -11,7 +11,7 @@ Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
 from . import checks, reference, series
 from .checks import check_epsilon
 from .series import ArrayOps, focal_factor, focal_power, horner, loss_from_ce, poly_loss_from_log_prob, polynomial_term
-from .spec import FAMILIES, Family, PolySpec, check_family
+from .spec import FAMILIES, Family, PolySpec, check_family, poly1_spec
 
 __all__ = [
     "FAMILIES",
@@ -25,6 +25,7 @@ __all__ = [
     "focal_power",
     "horner",
     "loss_from_ce",
+    "poly1_spec",
     "poly_loss_from_log_prob",
     "polynomial_term",
     "reference",

@@ -21,6 +21,7 @@ import numpy as np
 
 __all__ = [
     "REDUCTIONS",
+    "check_axis",
     "check_bool",
     "check_class_indices",
     "check_epsilon",
@@ -29,6 +30,7 @@ __all__ = [
     "check_label_smoothing",
     "check_reduction",
     "check_sigmoid_alpha",
+    "check_target_range",
     "class_index_error",
     "real",
     "shape_error",
@@ -154,6 +156,25 @@ def check_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def check_axis(axis: Any, shape: Sequence[Any], name: str = "logits") -> int:
+    """``axis`` (an int) as a non-negative index into the ``shape`` of the array ``name``.
+
+    Examples:
+        >>> check_axis(-1, (4, 3))
+        1
+        >>> check_axis(2, (4, 3), name="y_pred")
+        Traceback (most recent call last):
+        ...
+        ValueError: axis=2 is out of range for y_pred of shape (4, 3)
+    """
+    axis = check_int("axis", axis)
+    if not shape:
+        raise ValueError(f"{name} must have at least one dimension (the class axis), got a scalar of shape ()")
+    if not -len(shape) <= axis < len(shape):
+        raise ValueError(f"axis={axis} is out of range for {name} of shape {tuple(shape)}")
+    return axis % len(shape)
+
+
 def check_bool(name: str, value: Any) -> bool:
     """``value`` as a Python bool (Python or NumPy booleans only)."""
     if not isinstance(value, (bool, np.bool_)):
@@ -244,6 +265,24 @@ def target_range_error(low: Any, high: Any, name: str = "target") -> ValueError:
         'target values must lie in [0, 1], got values in [-0.5, 2.0]'
     """
     return ValueError(f"{name} values must lie in [0, 1], got values in [{float(low)!r}, {float(high)!r}]")
+
+
+def check_target_range(low: Any, high: Any, name: str = "target") -> None:
+    """The sigmoid family's rule for targets that can be read: every one in ``[0, 1]``.
+
+    ``low`` and ``high`` are the smallest and largest target (NaN where any is
+    NaN, as NumPy's ``min`` / ``max`` and torch's ``aminmax`` give); every
+    adapter reports that range in the error.
+
+    Examples:
+        >>> check_target_range(0.0, 1.0)
+        >>> check_target_range(0.0, float("nan"), name="y_true")
+        Traceback (most recent call last):
+        ...
+        ValueError: y_true values must lie in [0, 1], got values in [0.0, nan]
+    """
+    if not (low >= 0 and high <= 1):  # false for NaN too
+        raise target_range_error(low, high, name)
 
 
 def shape_error(name: str, expected: Any, got: Any, why: str = "") -> ValueError:

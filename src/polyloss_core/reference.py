@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import check_axis
 from .series import horner
 from .spec import PolySpec, check_family
 
@@ -43,14 +44,6 @@ def _as_float64(name: str, value: Any) -> np.ndarray:
     if not np.all(np.isfinite(out)):
         raise ValueError(f"{name} must be finite")
     return out
-
-
-def _normalize_axis(axis: int, ndim: int) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"axis must be an int, got {axis!r}")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis={axis} is out of range for logits with {ndim} dimension(s)")
-    return int(axis) % ndim
 
 
 def _log_softmax(z: np.ndarray, axis: int) -> np.ndarray:
@@ -159,7 +152,7 @@ def softmax_poly_loss(logits: Any, labels: Any, spec: PolySpec, *, axis: int = -
         True
     """
     z = _as_float64("logits", logits)
-    ax = _normalize_axis(axis, z.ndim)
+    ax = check_axis(axis, z.shape)
     q = _softmax_targets(labels, z, ax, spec.label_smoothing)
     w = _class_weights(spec, weight, z, ax)
     log_p = _log_softmax(z, ax)
@@ -178,7 +171,7 @@ def softmax_poly_loss_grad(
     With ``a_c = w_c q'_c p_c dl/dp(p_c)``: ``d loss / d z_k = a_k - p_k sum_c a_c``.
     """
     z = _as_float64("logits", logits)
-    ax = _normalize_axis(axis, z.ndim)
+    ax = check_axis(axis, z.shape)
     q = _softmax_targets(labels, z, ax, spec.label_smoothing)
     w = _class_weights(spec, weight, z, ax)
     log_p = _log_softmax(z, ax)
@@ -209,7 +202,7 @@ def _sigmoid_targets(targets: Any, logits: np.ndarray, axis: int, smoothing: flo
 def _sigmoid_parts(logits: Any, targets: Any, spec: PolySpec, axis: int) -> tuple[np.ndarray, ...]:
     check_family(spec, "sigmoid")
     z = _as_float64("logits", logits)
-    ax = _normalize_axis(axis, z.ndim) if z.ndim else 0
+    ax = check_axis(axis, z.shape) if z.ndim else 0
     t = _sigmoid_targets(targets, z, ax, spec.label_smoothing)
     log_p, log_1mp = _log_sigmoid(z), _log_sigmoid(-z)
     p, one_minus_p = np.exp(log_p), np.exp(log_1mp)

@@ -27,18 +27,22 @@ Decisions made here, once, for every adapter:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
+
+import numpy as np
 
 from .spec import PolySpec
 
 __all__ = [
     "ArrayOps",
-    "NumpyOps",
+    "NUMPY_OPS",
     "alpha_parts",
     "focal_factor",
     "focal_power",
     "horner",
+    "is_poly1",
     "loss_from_ce",
     "needs_power_guard",
     "poly1_class_sum",
@@ -118,50 +122,58 @@ def poly_loss_from_log_prob(log_p: Any, one_minus_p: Any, spec: PolySpec) -> Any
 
 
 # --------------------------------------------------------------------------- per-framework operations
-class ArrayOps:
-    """The few array operations the core maths needs beyond ``+ - * **``.
+def _add_scaled(a: Any, b: Any, alpha: Any) -> Any:
+    return a + alpha * b
 
-    Each adapter subclasses this once (``where`` and ``tiny`` are required) and
-    passes the instance to ``loss_from_ce`` and ``focal_power``.
-    ``add_scaled`` defaults to ``a + alpha * b``; an adapter may override it
-    with a fused kernel (torch's ``torch.add(a, b, alpha=...)``).
+
+def _no_sigmoid(x: Any) -> Any:
+    raise NotImplementedError("this ArrayOps has no sigmoid (the softmax family needs none)")
+
+
+@dataclass(frozen=True)
+class ArrayOps:
+    """The few array operations the core maths needs beyond ``+ - * **``, as one framework spells them.
+
+    Each adapter builds one instance (``OPS`` in its ``_ops.py``) from its own
+    functions and passes it to ``loss_from_ce``, ``focal_power`` and the sigmoid
+    helpers, in the manner of einops' backends.
+
+    Args:
+        where: elementwise ``a if condition else b``, called ``where(condition, a, b)``.
+        tiny: the smallest positive normal number of an array's dtype, as a Python float.
+        sigmoid: elementwise ``1 / (1 + exp(-x))``; only the sigmoid helpers call it.
+            Default: none (calling it raises ``NotImplementedError``).
+        add_scaled: ``a + alpha * b``; an adapter may give a fused kernel
+            (torch's ``torch.add(a, b, alpha=...)``). Default: the operators.
     """
 
-    def where(self, condition: Any, a: Any, b: Any) -> Any:  # pragma: no cover - abstract
-        """Elementwise ``a if condition else b``."""
-        raise NotImplementedError
-
-    def tiny(self, x: Any) -> float:  # pragma: no cover - abstract
-        """The smallest positive normal number of ``x``'s dtype."""
-        raise NotImplementedError
-
-    def add_scaled(self, a: Any, b: Any, alpha: Any) -> Any:
-        """``a + alpha * b``."""
-        return a + alpha * b
-
-    def sigmoid(self, x: Any) -> Any:  # pragma: no cover - optional, for sigmoid_one_minus_p_t
-        """Elementwise ``1 / (1 + exp(-x))``."""
-        raise NotImplementedError
+    where: Callable[[Any, Any, Any], Any]
+    tiny: Callable[[Any], float]
+    sigmoid: Callable[[Any], Any] = _no_sigmoid
+    add_scaled: Callable[[Any, Any, Any], Any] = _add_scaled
 
 
-class NumpyOps(ArrayOps):
-    """``ArrayOps`` for NumPy arrays (the core's own tests and the CLI's curves)."""
+def _numpy_tiny(x: Any) -> float:
+    dtype = np.result_type(x)
+    return float(np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).tiny)
 
-    def where(self, condition: Any, a: Any, b: Any) -> Any:
-        import numpy as np
 
-        return np.where(condition, a, b)
+NUMPY_OPS = ArrayOps(
+    where=np.where,
+    tiny=_numpy_tiny,
+    sigmoid=lambda x: np.exp(-np.logaddexp(0.0, -np.asarray(x))),  # no cancellation for large |x|
+)
+"""``ArrayOps`` for NumPy arrays (the core's own tests and the CLI's curves)."""
 
-    def sigmoid(self, x: Any) -> Any:
-        import numpy as np
 
-        return np.exp(-np.logaddexp(0.0, -np.asarray(x)))  # no cancellation for large |x|
+def is_poly1(spec: PolySpec) -> bool:
+    """Whether ``spec`` is Poly-1 (one epsilon, ``gamma = 0``): the form every adapter's fast paths serve.
 
-    def tiny(self, x: Any) -> float:
-        import numpy as np
-
-        dtype = np.result_type(x)
-        return float(np.finfo(dtype if np.issubdtype(dtype, np.floating) else np.float64).tiny)
+    Examples:
+        >>> is_poly1(PolySpec.poly1(2.0)), is_poly1(PolySpec.poly1_focal(1.0, gamma=2.0))
+        (True, False)
+    """
+    return spec.gamma == 0.0 and len(spec.epsilons) == 1
 
 
 # --------------------------------------------------------------------------- the fractional-gamma rule
@@ -210,7 +222,7 @@ def focal_power(x: Any, gamma: float, ops: ArrayOps) -> Any:
 
     Examples:
         >>> import numpy as np
-        >>> focal_power(np.array([0.0, 1e-200, 0.25]), 0.5, NumpyOps()).tolist()
+        >>> focal_power(np.array([0.0, 1e-200, 0.25]), 0.5, NUMPY_OPS).tolist()
         [0.0, 0.0, 0.5]
     """
     if not needs_power_guard(gamma):
@@ -250,7 +262,7 @@ def loss_from_ce(ce: Any, one_minus_p: Any, spec: PolySpec, ops: ArrayOps, *, ep
     Examples:
         >>> import numpy as np
         >>> ce = np.array([0.5])
-        >>> loss_from_ce(ce, -np.expm1(-ce), PolySpec.poly1(2.0), NumpyOps()).round(6).tolist()
+        >>> loss_from_ce(ce, -np.expm1(-ce), PolySpec.poly1(2.0), NUMPY_OPS).round(6).tolist()
         [1.286939]
     """
     epsilons: Sequence[Any] = spec.epsilons
@@ -356,7 +368,7 @@ def sigmoid_one_minus_p_t(z: Any, t: Any, ops: ArrayOps, *, p_and_q: tuple[Any, 
 
     Examples:
         >>> import numpy as np
-        >>> sigmoid_one_minus_p_t(np.array([0.0, 40.0]), np.array([1.0, 1.0]), NumpyOps()).tolist()
+        >>> sigmoid_one_minus_p_t(np.array([0.0, 40.0]), np.array([1.0, 1.0]), NUMPY_OPS).tolist()
         [0.5, 4.248354255291589e-18]
     """
     p, q = (ops.sigmoid(z), ops.sigmoid(-z)) if p_and_q is None else p_and_q
@@ -374,7 +386,7 @@ def sigmoid_loss(bce: Any, t: Any, spec: PolySpec, ops: ArrayOps, one_minus_p_t:
     Examples:
         >>> import numpy as np
         >>> bce, t = np.array([0.5]), np.array([1.0])
-        >>> sigmoid_loss(bce, t, PolySpec.poly1(1.0), NumpyOps(), lambda: -np.expm1(-bce)).round(6).tolist()
+        >>> sigmoid_loss(bce, t, PolySpec.poly1(1.0), NUMPY_OPS, lambda: -np.expm1(-bce)).round(6).tolist()
         [0.893469]
     """
     loss = (

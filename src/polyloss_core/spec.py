@@ -23,7 +23,7 @@ import numpy as np
 
 from .checks import check_epsilon, check_gamma, check_label_smoothing, real
 
-__all__ = ["FAMILIES", "Family", "PolySpec", "check_family"]
+__all__ = ["FAMILIES", "Family", "PolySpec", "check_family", "poly1_spec"]
 
 _as_real = real
 
@@ -239,6 +239,39 @@ class PolySpec:
         return cls(**kwargs)
 
 
+_POLY1_SPECS: dict[tuple[Any, ...], PolySpec] = {}
+_MAX_POLY1_SPECS = 512
+
+
+def poly1_spec(epsilon: Any = 1.0, gamma: Any = 0.0, alpha: Any = None, label_smoothing: Any = 0.0) -> PolySpec:
+    """``PolySpec.poly1_focal(epsilon, gamma, alpha, label_smoothing=...)``, built once per distinct arguments.
+
+    The one spec cache of the package: every adapter's named Poly-1 losses get
+    their spec here on each call, so a repeated call costs a dictionary lookup.
+    Arguments are told apart by type as well as value (``True`` is not ``1``),
+    so a cached spec is always what the constructor itself would return; an
+    unhashable ``alpha`` (a list) is built each time.
+
+    Examples:
+        >>> poly1_spec(2.0) is poly1_spec(2.0)
+        True
+        >>> poly1_spec(1.0, gamma=2.0, alpha=0.25).gamma
+        2.0
+    """
+    arguments = (epsilon, gamma, alpha, label_smoothing)
+    key = (*arguments, *map(type, arguments))
+    try:
+        spec = _POLY1_SPECS.get(key)
+    except TypeError:  # unhashable
+        return PolySpec(epsilons=(epsilon,), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+    if spec is None:
+        spec = PolySpec(epsilons=(epsilon,), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+        if len(_POLY1_SPECS) >= _MAX_POLY1_SPECS:
+            _POLY1_SPECS.clear()
+        _POLY1_SPECS[key] = spec
+    return spec
+
+
 def check_family(spec: PolySpec, family: str, num_classes: int | None = None) -> str:
     """Check that ``spec`` can be used with ``family`` and return the family name.
 
@@ -272,7 +305,9 @@ def _increasing_reason(epsilons: tuple[float, ...], gamma: float) -> str | None:
     dense grid (closed form of the tail) decides the rest.
     """
     n = len(epsilons)
-    if n == 0:
+    if all(1.0 / j + e >= 0 for j, e in enumerate(epsilons, start=1)):
+        # Every coefficient (j + gamma)(1/j + eps_j) of h is >= 0 (Poly-1 with eps_1 >= -1 always):
+        # h >= 0 without the grid, in pure Python, so torch.compile can trace a first construction.
         return None
     from .series import horner  # series imports this module
 

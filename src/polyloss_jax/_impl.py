@@ -20,10 +20,6 @@ from polyloss_core import PolySpec, series
 from ._ops import OPS
 
 
-def _is_poly1(spec: PolySpec) -> bool:
-    return spec.gamma == 0 and len(spec.epsilons) == 1
-
-
 def _zero(x: jax.Array) -> jax.Array:
     return jnp.zeros((), x.dtype)
 
@@ -74,7 +70,7 @@ def _indices(z: jax.Array, y: jax.Array, spec: PolySpec, ax: int, mask: Any, wei
     if spec.label_smoothing:
         keep, share = series.smoothing_weights(spec, num_classes)
         log_p = z - jnp.expand_dims(log_normalizer, ax)
-        if _is_poly1(spec) and weights is None and mask is None:
+        if series.is_poly1(spec) and weights is None and mask is None:
             uniform = series.poly1_class_sum(-jnp.sum(log_p, axis=ax), spec, num_classes, epsilon=epsilon)
         else:
             uniform = jnp.sum(_per_class(log_p, spec, ax, mask, weights, epsilon), axis=ax, where=mask)
@@ -108,7 +104,7 @@ def _per_class(log_p: jax.Array, spec: PolySpec, ax: int, mask: Any, weights: An
 def _dense(z: jax.Array, q: jax.Array, spec: PolySpec, ax: int, mask: Any, weights: Any, epsilon: Any) -> jax.Array:
     """Probability targets: the fused Poly-1 (``soft_poly1``) or ``sum_c w_c q'_c l(p_c)``."""
     q = series.smooth_targets(q, spec, z.shape[ax])
-    if _is_poly1(spec) and weights is None and mask is None:
+    if series.is_poly1(spec) and weights is None and mask is None:
         eps = jnp.asarray(spec.epsilons[0] if epsilon is None else epsilon, z.dtype)
         return soft_poly1(z, jnp.broadcast_to(q, z.shape), eps, ax)
     # z - logsumexp(z) rather than jax.nn.log_softmax: the same values, a cheaper reverse pass on CPU.

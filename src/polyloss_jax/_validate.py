@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from polyloss_core.checks import check_class_indices, check_epsilon, shape_error, target_range_error
+from polyloss_core.checks import check_axis, check_class_indices, check_epsilon, check_target_range, shape_error
 
 Axis = int | tuple[int, ...]
 
@@ -59,11 +59,7 @@ def axes(axis: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
         or any(isinstance(a, bool) or not isinstance(a, (int, np.integer)) for a in items)
     ):
         raise TypeError(f"axis must be an int or a non-empty tuple of ints, got {axis!r}")
-    if not shape:
-        raise ValueError("logits must have at least one dimension (the class axis), got a scalar of shape ()")
-    if any(not -len(shape) <= a < len(shape) for a in items):
-        raise ValueError(f"axis={axis!r} is out of range for logits of shape {shape}")
-    out = tuple(int(a) % len(shape) for a in items)
+    out = tuple(check_axis(a, shape) for a in items)
     if len(set(out)) != len(out):
         raise ValueError(f"axis={axis!r} names the same dimension twice")
     if math.prod(shape[a] for a in out) == 0:
@@ -151,10 +147,8 @@ def _check_class_values(raw: Any, num_classes: int) -> None:
 def _check_target_values(raw: Any) -> None:
     """Every sigmoid target in ``[0, 1]``, for labels ``host_labels`` may read."""
     values = host_labels(raw)
-    if values is not None and values.size and values.dtype != np.bool_:
-        outside = values[~((values >= 0) & (values <= 1))]
-        if outside.size:
-            raise target_range_error(outside.min(), outside.max(), name="labels")
+    if values is not None and values.size:
+        check_target_range(values.min(), values.max(), name="labels")
 
 
 def epsilon(value: Any) -> float | jax.Array:

@@ -5,13 +5,12 @@ Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any
 
 import jax
 
-from polyloss_core import PolySpec, check_family
+from polyloss_core import PolySpec, check_family, poly1_spec
 from polyloss_core.checks import check_gamma, check_sigmoid_alpha
 
 from . import _impl, _validate
@@ -301,17 +300,12 @@ def poly1_sigmoid_focal_loss(
 
 
 # --------------------------------------------------------------------------- configuration to arrays
-@functools.lru_cache(maxsize=256)
-def _poly1_spec(epsilon: float, gamma: float, alpha: float | None) -> PolySpec:
-    return PolySpec.poly1_focal(epsilon, gamma, alpha)  # specs validate themselves; the cache keeps calls cheap
-
-
 def _poly1(epsilon: Any, gamma: float = 0.0, alpha: float | None = None) -> tuple[PolySpec, jax.Array | None]:
     """A concrete epsilon goes into the (cached) spec; a traced one rides along as an array."""
     eps = _validate.epsilon(epsilon)
     if isinstance(eps, float):
-        return _poly1_spec(eps, gamma, alpha), None
-    return _poly1_spec(1.0, gamma, alpha), eps
+        return poly1_spec(eps, gamma, alpha), None
+    return poly1_spec(1.0, gamma, alpha), eps
 
 
 def _poly1_softmax(logits: Any, labels: Any, kind: str, epsilon: Any, axis: Any, where: Any) -> jax.Array:

@@ -32,11 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from polyloss_core import PolySpec, check_family, checks
+from polyloss_core import PolySpec, check_family, checks, poly1_spec
 from polyloss_core.series import loss_from_ce, poly1_class_sum, smoothing_weights
 
+from . import _validate
 from ._ops import OPS
-from ._validate import host_labels
 
 __all__ = [
     "VOCAB_BLOCK",
@@ -133,12 +133,12 @@ def linear_poly1_cross_entropy_with_integer_labels(
         Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
         Classification Loss Functions", ICLR 2022, https://arxiv.org/abs/2204.12511
     """
-    eps = _epsilon_argument(epsilon)
+    eps = _validate.epsilon(epsilon)
     if isinstance(eps, float):
         return linear_poly_loss(
-            hidden, weight, labels, _poly1_spec(eps), where=where, chunk_size=chunk_size, vocab_axis=vocab_axis
+            hidden, weight, labels, poly1_spec(eps), where=where, chunk_size=chunk_size, vocab_axis=vocab_axis
         )
-    return _linear_loss(hidden, weight, labels, _poly1_spec(1.0), where, chunk_size, eps, vocab_axis)
+    return _linear_loss(hidden, weight, labels, poly1_spec(1.0), where, chunk_size, eps, vocab_axis)
 
 
 def linear_poly_loss(
@@ -206,29 +206,13 @@ def linear_poly_loss(
     return _linear_loss(hidden, weight, labels, spec, where, chunk_size, None, vocab_axis)
 
 
-# --------------------------------------------------------------------------- configuration
-@functools.lru_cache(maxsize=256)
-def _poly1_spec(epsilon: float) -> PolySpec:
-    return PolySpec.poly1(epsilon)
-
-
-def _epsilon_argument(value: Any) -> float | jax.Array:
-    """A checked Python float, or a scalar JAX array (possibly traced) used as given."""
-    if isinstance(value, jax.Array):  # tracers are jax.Array too
-        if value.shape != ():
-            raise ValueError(f"epsilon must be a scalar, got an array of shape {value.shape}")
-        if not (jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)):
-            raise TypeError(f"epsilon must be a real number, got an array of dtype {value.dtype}")
-        return value
-    return checks.check_epsilon(value)
-
-
+# --------------------------------------------------------------------------- checks
 def _check_inputs(
     hidden: Any, weight: Any, labels: Any, where: Any, chunk_size: Any
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array | None, int]:
     """The arrays as JAX arrays of checked dtypes and shapes, and the tile height."""
-    h = _as_array("hidden", hidden)
-    w = _as_array("weight", weight)
+    h = _validate.as_array("hidden", hidden)
+    w = _validate.as_array("weight", weight)
     for name, array in (("hidden", h), ("weight", w)):
         if not jnp.issubdtype(array.dtype, jnp.floating):
             raise TypeError(f"{name} must have a floating-point dtype, got {array.dtype}")
@@ -240,14 +224,14 @@ def _check_inputs(
         raise checks.shape_error(
             "hidden", ("...", w.shape[1]), h.shape, f"its last dimension being weight's dim (weight shape {w.shape})"
         )
-    y = _as_array("labels", labels)
+    y = _validate.as_array("labels", labels)
     if not jnp.issubdtype(y.dtype, jnp.integer):
         raise TypeError(f"labels must be integer class indices, got dtype {y.dtype}")
     if y.shape != h.shape[:-1]:
         raise checks.shape_error("labels", h.shape[:-1], y.shape, "one label per row of hidden")
     mask = None
     if where is not None:
-        mask = _as_array("where", where)
+        mask = _validate.as_array("where", where)
         if mask.dtype != jnp.bool_:
             raise TypeError(f"where must be a boolean array, got dtype {mask.dtype}")
         try:
@@ -265,13 +249,6 @@ def _check_inputs(
     return h, w, y, mask, rows
 
 
-def _as_array(name: str, value: Any) -> jax.Array:
-    try:
-        return jnp.asarray(value)
-    except TypeError as err:
-        raise TypeError(f"{name} must be an array, got {type(value).__name__}: {err}") from None
-
-
 def _check_host_labels(labels: Any, where: Any, vocab: int) -> None:
     """Raise for an unmasked out-of-range label, but only when reading the values needs no device transfer.
 
@@ -279,8 +256,8 @@ def _check_host_labels(labels: Any, where: Any, vocab: int) -> None:
     JAX arrays on CPU devices are read; tracers and accelerator arrays never are (their bad labels
     give ``NaN``).
     """
-    values = host_labels(labels)
-    mask = None if where is None else host_labels(where)
+    values = _validate.host_labels(labels)
+    mask = None if where is None else _validate.host_labels(where)
     if values is None or values.size == 0 or (where is not None and mask is None):
         return
     bad = (values < 0) | (values >= vocab)

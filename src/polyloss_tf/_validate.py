@@ -23,7 +23,7 @@ from keras import ops
 from keras.src.backend import set_keras_mask as set_keras_mask
 from keras.src.losses.loss import squeeze_or_expand_to_same_rank as squeeze_or_expand_to_same_rank
 
-from polyloss_core.checks import check_class_indices, shape_error, target_range_error
+from polyloss_core.checks import check_axis, check_class_indices, check_target_range, shape_error
 
 FLOATS = ("float16", "bfloat16", "float32", "float64")
 
@@ -54,14 +54,10 @@ def labels(y_true: Any) -> Any:
 
 def class_axis(axis: int, shape: tuple[int | None, ...]) -> int:
     """``axis`` as a non-negative index into ``shape``; the class axis must exist and have a known size."""
-    rank = len(shape)
-    if rank == 0:
-        raise ValueError("y_pred must have at least one dimension (the class axis), got a scalar")
-    if not -rank <= axis < rank:
-        raise ValueError(f"axis={axis} is out of range for y_pred with {rank} dimension(s)")
-    if shape[axis] is None:
+    ax = check_axis(axis, shape, name="y_pred")
+    if shape[ax] is None:
         raise ValueError(f"axis {axis} of y_pred (the classes) must have a known size, got y_pred.shape={shape}")
-    return axis % rank
+    return ax
 
 
 def static_shape(x: Any) -> tuple[int | None, ...]:
@@ -134,6 +130,6 @@ def target_values_checked(t: Any) -> bool:
     values = host_values(t)
     if values is None:
         return False
-    if values.size and not np.all((values >= 0) & (values <= 1)):
-        raise target_range_error(np.nanmin(values), np.nanmax(values), name="y_true")
+    if values.size:
+        check_target_range(values.min(), values.max(), name="y_true")
     return True

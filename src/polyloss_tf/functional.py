@@ -9,14 +9,13 @@ per element so that detection and multi-label code can reduce as it needs.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 import keras
 from keras import ops
 
-from polyloss_core import PolySpec, check_family, checks
+from polyloss_core import PolySpec, check_family, checks, poly1_spec
 
 from . import _impl, _validate
 
@@ -24,11 +23,6 @@ from . import _impl, _validate
 _Function = TypeVar("_Function", bound=Callable[..., Any])
 #: Keras' registration (``keras.saving``), typed so that checkers and editors keep each function's signature.
 _serializable = cast(Callable[[_Function], _Function], keras.saving.register_keras_serializable(package="polyloss"))
-
-
-@functools.lru_cache(maxsize=512)
-def _cached_spec(epsilon: float, gamma: float, alpha: Any, label_smoothing: float) -> PolySpec:
-    return PolySpec(epsilons=(epsilon,), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
 
 
 def named_spec(options: Mapping[str, Any]) -> PolySpec:
@@ -43,11 +37,7 @@ def named_spec(options: Mapping[str, Any]) -> PolySpec:
     elif alpha is not None and not isinstance(alpha, (int, float)):
         alpha = tuple(alpha.tolist() if hasattr(alpha, "tolist") else alpha)
     epsilon, gamma = checks.check_epsilon(options["epsilon"]), checks.check_gamma(options.get("gamma", 0.0))
-    fields = epsilon, gamma, alpha, checks.check_label_smoothing(options.get("label_smoothing", 0.0))
-    try:
-        return _cached_spec(*fields)
-    except TypeError:  # an unhashable alpha (nested lists): PolySpec names the field
-        return _cached_spec.__wrapped__(*fields)
+    return poly1_spec(epsilon, gamma, alpha, checks.check_label_smoothing(options.get("label_smoothing", 0.0)))
 
 
 def check_ignore_class(ignore_class: Any, family: str = "softmax") -> int | None:

@@ -12,6 +12,11 @@ A ``Poly1...`` class takes ``epsilon`` and then the arguments of the Keras loss
 it extends, in Keras' order and with Keras' defaults (``name`` gains the prefix
 ``poly1_``); its spec comes from ``polyloss_tf.functional.named_spec``, as the
 matching function's does.
+
+``reduction`` combines the per-example losses as in every Keras loss:
+``"sum_over_batch_size"`` (the default: the sum divided by the number of
+elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the sum divided
+by the sum of the sample weights), or ``"none"`` / ``None``.
 """
 
 from __future__ import annotations
@@ -97,10 +102,7 @@ class Poly1CategoricalCrossentropy(_SpecLoss):
             (probabilities, clipped to ``[1e-7, 1 - 1e-7]`` as Keras does).
         label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
         axis: the class axis. Default ``-1``.
-        reduction: how the per-example losses are combined, as in every Keras
-            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
-            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
-            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        reduction: a Keras reduction name (module docstring). Default ``"sum_over_batch_size"``.
         name: the loss name. Default ``"poly1_categorical_crossentropy"``.
         dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``
             (``keras.backend.floatx()``).
@@ -151,10 +153,7 @@ class Poly1SparseCategoricalCrossentropy(_SpecLoss):
         epsilon: the Poly-1 coefficient, ``>= -1``. Default ``1.0``.
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
         ignore_class: a label value to ignore (e.g. ``-1`` or ``255``). Default ``None``.
-        reduction: how the per-example losses are combined, as in every Keras
-            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
-            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
-            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        reduction: a Keras reduction name (module docstring). Default ``"sum_over_batch_size"``.
         axis: the class axis of ``y_pred``. Default ``-1``.
         name: the loss name. Default ``"poly1_sparse_categorical_crossentropy"``.
         dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
@@ -208,10 +207,7 @@ class Poly1BinaryCrossentropy(_SpecLoss):
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
         label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
         axis: the axis the per-element loss is averaged over. Default ``-1``.
-        reduction: how the per-example losses are combined, as in every Keras
-            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
-            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
-            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        reduction: a Keras reduction name (module docstring). Default ``"sum_over_batch_size"``.
         name: the loss name. Default ``"poly1_binary_crossentropy"``.
         dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
 
@@ -268,10 +264,7 @@ class Poly1CategoricalFocalCrossentropy(_SpecLoss):
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
         label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
         axis: the class axis. Default ``-1``.
-        reduction: how the per-example losses are combined, as in every Keras
-            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
-            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
-            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        reduction: a Keras reduction name (module docstring). Default ``"sum_over_batch_size"``.
         name: the loss name. Default ``"poly1_categorical_focal_crossentropy"``.
         dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
 
@@ -328,10 +321,7 @@ class Poly1BinaryFocalCrossentropy(_SpecLoss):
         from_logits: whether ``y_pred`` holds logits. Default ``False``.
         label_smoothing: ``s`` in ``[0, 1)``. Default ``0.0``.
         axis: the axis the per-element loss is averaged over. Default ``-1``.
-        reduction: how the per-example losses are combined, as in every Keras
-            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
-            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
-            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        reduction: a Keras reduction name (module docstring). Default ``"sum_over_batch_size"``.
         name: the loss name. Default ``"poly1_binary_focal_crossentropy"``.
         dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
 
@@ -389,10 +379,7 @@ class PolyLoss(_SpecLoss):
         axis: the class axis. Default ``-1``.
         ignore_class: softmax family with class indices: a label value whose
             positions get loss 0 and are masked out. Default ``None``.
-        reduction: how the per-example losses are combined, as in every Keras
-            loss: ``"sum_over_batch_size"`` (default: the sum divided by the number
-            of elements), ``"sum"``, ``"mean"``, ``"mean_with_sample_weight"`` (the
-            sum divided by the sum of the sample weights), or ``"none"`` / ``None``.
+        reduction: a Keras reduction name (module docstring). Default ``"sum_over_batch_size"``.
         name: the loss name. Default ``"poly_loss"``.
         dtype: the computation dtype or a ``keras.DTypePolicy``. Default ``None``.
 

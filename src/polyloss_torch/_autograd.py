@@ -32,12 +32,12 @@ import torch
 from torch import Tensor
 from torch.autograd import forward_ad
 
-from polyloss_core import PolySpec
+from polyloss_core import PolySpec, poly1_spec
 from polyloss_core.series import loss_from_ce, sigmoid_alpha_t
 
 from ._ops import OPS
 
-POLY1 = PolySpec.poly1()  # its epsilon is replaced per call
+POLY1 = poly1_spec()  # its epsilon is replaced per call
 
 # Below this many classes on a contiguous dimension (the float vector width of an AVX-512 CPU),
 # torch's softmax kernel takes a slow per-row path. For a strided class dimension (segmentation)

@@ -80,19 +80,14 @@ class _Dual:
         return self.val > other
 
 
-class _DualOps(ArrayOps):
-    """``ArrayOps`` over ``_Dual`` numbers of torch tensors."""
-
-    def where(self, condition: Any, a: Any, b: Any) -> Any:
-        a_val, a_tan = (a.val, a.tan) if isinstance(a, _Dual) else (a, 0.0)
-        b_val, b_tan = (b.val, b.tan) if isinstance(b, _Dual) else (b, 0.0)
-        return _Dual(torch.where(condition, a_val, b_val), torch.where(condition, a_tan, b_tan))
-
-    def tiny(self, x: Any) -> float:
-        return OPS.tiny(x.val if isinstance(x, _Dual) else x)
+def _dual_where(condition: Any, a: Any, b: Any) -> _Dual:
+    a_val, a_tan = (a.val, a.tan) if isinstance(a, _Dual) else (a, 0.0)
+    b_val, b_tan = (b.val, b.tan) if isinstance(b, _Dual) else (b, 0.0)
+    return _Dual(torch.where(condition, a_val, b_val), torch.where(condition, a_tan, b_tan))
 
 
-_DUAL_OPS = _DualOps()
+# ``ArrayOps`` over ``_Dual`` numbers of torch tensors (the softmax family only: no sigmoid).
+_DUAL_OPS = ArrayOps(where=_dual_where, tiny=lambda x: OPS.tiny(x.val if isinstance(x, _Dual) else x))
 
 
 def loss_and_slope(ce: Tensor, spec: PolySpec) -> tuple[Tensor, Tensor]:

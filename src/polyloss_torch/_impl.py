@@ -31,10 +31,6 @@ def _eps(spec: PolySpec, epsilon: Any) -> tuple[Any, ...]:
     return spec.epsilons if epsilon is None else (epsilon, *spec.epsilons[1:])
 
 
-def is_poly1(spec: PolySpec, epsilon: Any) -> bool:
-    return spec.gamma == 0.0 and len(_eps(spec, epsilon)) == 1
-
-
 def _is_cross_entropy(spec: PolySpec, epsilon: Any) -> bool:
     # Spelled out rather than spec.is_cross_entropy: torch.compile does not read dataclass properties.
     return spec.gamma == 0.0 and spec.alpha is None and not any(e != 0.0 for e in _eps(spec, epsilon))
@@ -130,7 +126,7 @@ def softmax_indices(
     num_classes = z.shape[dim]
     scalar, scale = class_scale(spec, weight, z)
     ignored: Tensor | None = None
-    if z.numel() < _SMALL and not spec.label_smoothing and scale is weight and is_poly1(spec, epsilon):
+    if z.numel() < _SMALL and not spec.label_smoothing and scale is weight and series.is_poly1(spec):
         # Small heads, where the number of kernels is the cost. Poly-1 is linear in (c, x), so the core's
         # rule applied to (log p, expm1(log p)) is minus the per-class loss; nll_loss picks it at the
         # target with torch's ignore_index, weight and weighted mean in one kernel (no per-class alpha).
@@ -153,7 +149,7 @@ def softmax_indices(
         ignored = index == ignore_index
         safe = index.masked_fill(ignored, 0).unsqueeze(dim)
         log_p = F.log_softmax(z, dim)
-        if is_poly1(spec, epsilon) and scale is None:
+        if series.is_poly1(spec) and scale is None:
             c = -log_p.gather(dim, safe).squeeze(dim)
             at_target = series.loss_from_ce(c, -torch.expm1(-c), spec, OPS, epsilon=epsilon)
             class_sum = series.poly1_class_sum(-log_p.sum(dim), spec, num_classes, epsilon=epsilon)
@@ -214,7 +210,7 @@ def softmax_dense(
             return _reduce(loss, reduction)
     q = series.smooth_targets(target, spec, z.shape[dim])
     scalar, scale = class_scale(spec, weight, z)
-    if is_poly1(spec, epsilon) and eager(z) and not q.requires_grad:
+    if series.is_poly1(spec) and eager(z) and not q.requires_grad:
         r = q if scale is None else q * _class_view(scale, z.dim(), dim)
         loss, _ = DensePoly1.apply(z, r, _eps(spec, epsilon)[0], dim)
     else:

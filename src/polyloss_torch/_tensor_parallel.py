@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from polyloss_core import PolySpec, check_family
-from polyloss_core.series import alpha_parts, loss_from_ce, poly1_class_sum
+from polyloss_core.series import alpha_parts, is_poly1, loss_from_ce, poly1_class_sum
 
 from . import _impl
 from . import _validate as V
@@ -85,7 +85,7 @@ def softmax_loss(
     V.index_shape(input, labels, class_dim)
     smoothing = spec.label_smoothing
     weighted = weight is not None or alpha_parts(spec)[1] is not None
-    if smoothing and (weighted or not _impl.is_poly1(spec, None)):
+    if smoothing and (weighted or not is_poly1(spec)):
         raise ValueError(
             "label_smoothing with DTensor logits is supported for Poly-1 without class weights only, "
             f"got label_smoothing={smoothing} with {spec!r} and weight={'set' if weighted else None}"

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from polyloss_core.checks import class_index_error, shape_error, target_range_error
+from polyloss_core.checks import check_target_range, class_index_error, shape_error
 
 from ._autograd import eager
 
@@ -123,7 +123,5 @@ def unit_interval(target: Tensor) -> bool:
     if not on_host(target):
         return False
     if target.numel():
-        low, high = torch.stack(torch.aminmax(target)).tolist()
-        if not (low >= 0 and high <= 1):  # also true for NaN
-            raise target_range_error(low, high)
+        check_target_range(*torch.stack(torch.aminmax(target)).tolist())
     return True

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from polyloss_core import PolySpec, check_family, checks
+from polyloss_core import PolySpec, check_family, checks, poly1_spec
 
 from . import _impl, _tensor_parallel
 from . import _validate as V
@@ -74,29 +74,6 @@ def _loss(
         if explained is error:
             raise
         raise explained from error
-
-
-_SPECS: dict[tuple[float, float | None, float, float], PolySpec] = {}
-
-
-def _poly1_spec(
-    gamma: float = 0.0, alpha: float | None = None, label_smoothing: float = 0.0, epsilon: float = 1.0
-) -> PolySpec:
-    """The cached Poly-1 (focal) spec of already-checked options.
-
-    The functions here pass ``epsilon`` to ``_impl`` separately and keep the default
-    ``eps_1 = 1``; the fused head (``linear.py``) bakes it in. A Poly-1 spec with a
-    checked ``eps_1 >= -1`` never makes the loss increase, so the NumPy grid check is
-    skipped: that keeps a first construction traceable by ``torch.compile``.
-    """
-    key = (gamma, alpha, label_smoothing, epsilon)
-    spec = _SPECS.get(key)
-    if spec is None:
-        spec = PolySpec(
-            epsilons=(epsilon,), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing, allow_increasing=True
-        )
-        _SPECS[key] = spec
-    return spec
 
 
 # poly1_cross_entropy's checked options, memoised per (type, value) of plain Python numbers and strings
@@ -299,7 +276,7 @@ def poly1_cross_entropy(
     options = _POLY1_OPTIONS.get(key) if plain and type(reduction) is str else None
     if options is None:
         options = (
-            _poly1_spec(label_smoothing=checks.check_label_smoothing(label_smoothing)),
+            poly1_spec(label_smoothing=checks.check_label_smoothing(label_smoothing)),
             checks.check_int("ignore_index", ignore_index),
             checks.check_reduction(reduction),
             checks.check_epsilon(epsilon),
@@ -374,7 +351,7 @@ def poly1_focal_loss(
         Loss Functions", ICLR 2022, arXiv:2204.12511, equation (5); focal loss:
         Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    spec = _poly1_spec(checks.check_gamma(gamma), checks.check_sigmoid_alpha(alpha, negative_disables=True))
+    spec = poly1_spec(1.0, checks.check_gamma(gamma), checks.check_sigmoid_alpha(alpha, negative_disables=True))
     return _loss(
         input, target, spec, "sigmoid", None, -100, checks.check_reduction(reduction), checks.check_epsilon(epsilon)
     )

@@ -20,12 +20,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from polyloss_core import PolySpec, check_family, checks
+from polyloss_core import PolySpec, check_family, checks, poly1_spec
 from polyloss_core.series import alpha_parts
 
 from . import _validate as V
 from ._fused_linear import FusedLinearPolyLoss, Plan
-from .functional import _poly1_spec
 
 __all__ = ["LinearPoly1CrossEntropyLoss", "LinearPolyLoss", "linear_poly1_cross_entropy", "linear_poly_loss"]
 
@@ -291,9 +290,7 @@ def linear_poly1_cross_entropy(
         Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification
         Loss Functions", ICLR 2022, arXiv:2204.12511, equation (4).
     """
-    spec = _poly1_spec(
-        label_smoothing=checks.check_label_smoothing(label_smoothing), epsilon=checks.check_epsilon(epsilon)
-    )
+    spec = poly1_spec(checks.check_epsilon(epsilon), label_smoothing=checks.check_label_smoothing(label_smoothing))
     return linear_poly_loss(
         hidden, weight, target, spec, bias=bias, ignore_index=ignore_index, reduction=reduction, chunk_size=chunk_size
     )
@@ -385,9 +382,7 @@ class LinearPoly1CrossEntropyLoss(LinearPolyLoss):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__(
-            _poly1_spec(
-                label_smoothing=checks.check_label_smoothing(label_smoothing), epsilon=checks.check_epsilon(epsilon)
-            ),
+            poly1_spec(checks.check_epsilon(epsilon), label_smoothing=checks.check_label_smoothing(label_smoothing)),
             ignore_index,
             reduction,
             chunk_size,

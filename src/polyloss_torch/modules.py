@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from polyloss_core import PolySpec, check_family, checks
+from polyloss_core import PolySpec, check_family, checks, poly1_spec
 
 from . import _validate as V
 from .functional import _loss
@@ -206,7 +206,7 @@ class Poly1CrossEntropyLoss(_IndexLoss):
 
     @staticmethod
     def _build_spec(epsilon: float, label_smoothing: float) -> PolySpec:
-        return PolySpec.poly1(epsilon, label_smoothing=label_smoothing)
+        return poly1_spec(epsilon, label_smoothing=label_smoothing)
 
     def extra_repr(self) -> str:
         return (
@@ -276,7 +276,7 @@ class Poly1FocalLoss(nn.Module):
 
     @staticmethod
     def _build_spec(epsilon: float, alpha: float | None, gamma: float) -> PolySpec:
-        return PolySpec.poly1_focal(epsilon, gamma, checks.check_sigmoid_alpha(alpha, negative_disables=True))
+        return poly1_spec(epsilon, gamma, checks.check_sigmoid_alpha(alpha, negative_disables=True))
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """The per-element loss of ``input`` logits against ``target``, reduced as configured."""

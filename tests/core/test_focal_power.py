@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from polyloss_core import PolySpec, reference
-from polyloss_core.series import NumpyOps, focal_power, loss_from_ce, needs_power_guard, power_guard_threshold
+from polyloss_core.series import NUMPY_OPS, focal_power, loss_from_ce, needs_power_guard, power_guard_threshold
 
-OPS = NumpyOps()
+OPS = NUMPY_OPS
 GAMMAS = (0.25, 0.5, 1.5, 2.7)
 THRESHOLD = power_guard_threshold(float(np.finfo(np.float64).tiny))
 # Margins m (a logit with target 1, or two-class logits [m, 0] with label 0): p = sigmoid(m), x = 1 - p ~ e^-m.

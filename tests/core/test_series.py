@@ -7,7 +7,7 @@ import pytest
 
 from polyloss_core import PolySpec, reference
 from polyloss_core.series import (
-    NumpyOps,
+    NUMPY_OPS,
     alpha_parts,
     loss_from_ce,
     poly1_class_sum,
@@ -22,7 +22,7 @@ from polyloss_core.series import (
     smoothing_weights,
 )
 
-OPS = NumpyOps()
+OPS = NUMPY_OPS
 RNG = np.random.default_rng(20220411)
 LOGITS = RNG.normal(scale=3.0, size=(7, 5))
 LABELS = RNG.integers(0, 5, size=7)

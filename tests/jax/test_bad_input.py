@@ -106,7 +106,9 @@ def test_out_of_range_labels_raise_eagerly(bad: int) -> None:
 
 @pytest.mark.parametrize("bad", [-0.5, 1.5])
 def test_sigmoid_targets_outside_unit_interval_raise_eagerly(bad: float) -> None:
-    with pytest.raises(ValueError, match=rf"labels values must lie in \[0, 1\], got values in \[{re.escape(str(bad))}"):
+    with pytest.raises(
+        ValueError, match=rf"labels values must lie in \[0, 1\], got values in \[[^]]*{re.escape(str(bad))}[^]]*\]$"
+    ):
         poly1_sigmoid_focal_loss(LOGITS, PROBS.at[1, 1].set(bad))
 
 

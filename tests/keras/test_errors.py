@@ -97,7 +97,7 @@ def test_shape_mismatch_names_both_shapes() -> None:
 
 
 def test_axis_out_of_range() -> None:
-    with pytest.raises(ValueError, match=r"axis=2 is out of range for y_pred with 2 dimension"):
+    with pytest.raises(ValueError, match=r"axis=2 is out of range for y_pred of shape \(3, 5\)"):
         pl.poly_loss(Y_INDEX, Z, PolySpec.poly1(), axis=2)
 
 
