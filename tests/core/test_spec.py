@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from polyloss_core import PolySpec, check_family
+from polyloss_core import PolySpec, check_family, poly1_spec
 
 
 def test_named_members_have_the_papers_coefficients() -> None:
@@ -166,3 +166,26 @@ def test_is_cross_entropy() -> None:
     assert PolySpec.poly1(0.0).is_cross_entropy
     assert not PolySpec.poly1().is_cross_entropy
     assert not PolySpec.focal().is_cross_entropy
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_non_negative_leading_coefficients_accept_without_the_grid_and_never_rise(seed: int) -> None:
+    """``1/j + eps_j >= 0`` for every ``j`` is accepted at once (no grid); the loss then never rises with ``p``."""
+    rng = np.random.default_rng(seed)
+    j = np.arange(1, int(rng.integers(1, 6)) + 1)
+    epsilons = tuple(float(e) for e in -1.0 / j + rng.uniform(0.0, 2.0, j.size))
+    gamma = float(rng.choice([0.0, 0.5, 2.0, 2.7]))
+    spec = PolySpec(epsilons=epsilons, gamma=gamma)  # accepted
+    x = np.linspace(1e-6, 1.0 - 1e-6, 4001)  # x = 1 - p
+    loss = -(x**gamma) * np.log1p(-x) + sum(e * x ** (k + gamma) for k, e in enumerate(spec.epsilons, start=1))
+    assert np.all(np.diff(loss) >= -1e-12 * np.abs(loss[1:]))  # non-decreasing in x: never rises as p grows
+
+
+def test_poly1_spec_caches_by_type_and_value() -> None:
+    assert poly1_spec(2.0, 1.5, 0.25, 0.1) is poly1_spec(2.0, 1.5, 0.25, 0.1)
+    assert poly1_spec(2.0, 1.5, 0.25, 0.1) == PolySpec.poly1_focal(2.0, 1.5, 0.25, label_smoothing=0.1)
+    assert poly1_spec(1).epsilons == (1.0,)
+    with pytest.raises(TypeError, match=r"epsilons\[0\] must be a real number, got True"):
+        poly1_spec(True)  # equal to the cached 1 and 1.0, but not the same type
+    per_class = poly1_spec(1.0, alpha=[0.5, 1.0])  # unhashable: built, not cached
+    assert per_class.alpha == (0.5, 1.0)
