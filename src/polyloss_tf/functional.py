@@ -9,7 +9,7 @@ per element so that detection and multi-label code can reduce as it needs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import keras
@@ -25,19 +25,29 @@ _Function = TypeVar("_Function", bound=Callable[..., Any])
 _serializable = cast(Callable[[_Function], _Function], keras.saving.register_keras_serializable(package="polyloss"))
 
 
-def named_spec(options: Mapping[str, Any]) -> PolySpec:
-    """The (cached) spec of a named loss from its arguments, each checked by core under its Keras name.
+_UNSET: Any = object()  # named_spec without apply_class_balancing: every named loss but the binary focal one
 
-    The binary focal ``alpha`` is checked always (as Keras does) and applies only with ``apply_class_balancing``.
+
+def named_spec(
+    epsilon: Any,
+    *,
+    gamma: Any = 0.0,
+    alpha: Any = None,
+    label_smoothing: Any = 0.0,
+    apply_class_balancing: Any = _UNSET,
+) -> PolySpec:
+    """The spec of a named loss (``poly1_spec``, cached), each argument checked by core under its Keras name.
+
+    ``apply_class_balancing`` is the binary focal loss' own: there ``alpha`` is checked always (as Keras
+    does) and applies only with ``apply_class_balancing``.
     """
-    alpha = options.get("alpha")
-    if "apply_class_balancing" in options:
+    if apply_class_balancing is not _UNSET:
         alpha = checks.check_sigmoid_alpha(alpha)
-        alpha = alpha if checks.check_bool("apply_class_balancing", options["apply_class_balancing"]) else None
+        alpha = alpha if checks.check_bool("apply_class_balancing", apply_class_balancing) else None
     elif alpha is not None and not isinstance(alpha, (int, float)):
         alpha = tuple(alpha.tolist() if hasattr(alpha, "tolist") else alpha)
-    epsilon, gamma = checks.check_epsilon(options["epsilon"]), checks.check_gamma(options.get("gamma", 0.0))
-    return poly1_spec(epsilon, gamma, alpha, checks.check_label_smoothing(options.get("label_smoothing", 0.0)))
+    epsilon, gamma = checks.check_epsilon(epsilon), checks.check_gamma(gamma)
+    return poly1_spec(epsilon, gamma, alpha, checks.check_label_smoothing(label_smoothing))
 
 
 def check_ignore_class(ignore_class: Any, family: str = "softmax") -> int | None:
@@ -48,22 +58,23 @@ def check_ignore_class(ignore_class: Any, family: str = "softmax") -> int | None
     return checks.check_int("ignore_class", ignore_class)
 
 
-def _named(options: Mapping[str, Any], family: str, expect: str) -> Any:
-    """A named function's body: its arguments (``locals()``) to ``named_spec`` and ``unreduced``.
+def _named(
+    y_true: Any,
+    y_pred: Any,
+    spec: PolySpec,
+    family: str,
+    expect: str,
+    from_logits: Any,
+    axis: Any,
+    ignore_class: Any = None,
+) -> Any:
+    """A named function's body after its spec: the call options checked, then ``unreduced``.
 
     The sigmoid ones average over ``axis``, as Keras' binary losses do.
     """
-    return unreduced(
-        options["y_true"],
-        options["y_pred"],
-        named_spec(options),
-        family,
-        checks.check_bool("from_logits", options["from_logits"]),
-        checks.check_int("axis", options["axis"]),
-        check_ignore_class(options.get("ignore_class")),
-        expect,
-        mean=family == "sigmoid",
-    )
+    from_logits, axis = checks.check_bool("from_logits", from_logits), checks.check_int("axis", axis)
+    ignore_class = check_ignore_class(ignore_class)
+    return unreduced(y_true, y_pred, spec, family, from_logits, axis, ignore_class, expect, mean=family == "sigmoid")
 
 
 # --------------------------------------------------------------------------- the shared body
@@ -240,7 +251,8 @@ def poly1_categorical_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
-    return _named(locals(), "softmax", "dense")
+    spec = named_spec(epsilon, label_smoothing=label_smoothing)
+    return _named(y_true, y_pred, spec, "softmax", "dense", from_logits, axis)
 
 
 @_serializable
@@ -288,7 +300,7 @@ def poly1_sparse_categorical_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
-    return _named(locals(), "softmax", "index")
+    return _named(y_true, y_pred, named_spec(epsilon), "softmax", "index", from_logits, axis, ignore_class)
 
 
 @_serializable
@@ -330,7 +342,8 @@ def poly1_binary_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511.
     """
-    return _named(locals(), "sigmoid", "dense")
+    spec = named_spec(epsilon, label_smoothing=label_smoothing)
+    return _named(y_true, y_pred, spec, "sigmoid", "dense", from_logits, axis)
 
 
 @_serializable
@@ -378,7 +391,8 @@ def poly1_categorical_focal_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., ICCV 2017.
     """
-    return _named(locals(), "softmax", "dense")
+    spec = named_spec(epsilon, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+    return _named(y_true, y_pred, spec, "softmax", "dense", from_logits, axis)
 
 
 @_serializable
@@ -431,4 +445,11 @@ def poly1_binary_focal_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    return _named(locals(), "sigmoid", "dense")
+    spec = named_spec(
+        epsilon,
+        gamma=gamma,
+        alpha=alpha,
+        label_smoothing=label_smoothing,
+        apply_class_balancing=apply_class_balancing,
+    )
+    return _named(y_true, y_pred, spec, "sigmoid", "dense", from_logits, axis)

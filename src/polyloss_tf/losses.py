@@ -136,7 +136,8 @@ class Poly1CategoricalCrossentropy(_SpecLoss):
         name: str = "poly1_categorical_crossentropy",
         dtype: Any = None,
     ) -> None:
-        super().__init__(F.named_spec(locals()), "softmax", "dense", locals())
+        spec = F.named_spec(epsilon, label_smoothing=label_smoothing)
+        super().__init__(spec, "softmax", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -190,7 +191,7 @@ class Poly1SparseCategoricalCrossentropy(_SpecLoss):
         name: str = "poly1_sparse_categorical_crossentropy",
         dtype: Any = None,
     ) -> None:
-        super().__init__(F.named_spec(locals()), "softmax", "index", locals())
+        super().__init__(F.named_spec(epsilon), "softmax", "index", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -240,7 +241,8 @@ class Poly1BinaryCrossentropy(_SpecLoss):
         name: str = "poly1_binary_crossentropy",
         dtype: Any = None,
     ) -> None:
-        super().__init__(F.named_spec(locals()), "sigmoid", "dense", locals())
+        spec = F.named_spec(epsilon, label_smoothing=label_smoothing)
+        super().__init__(spec, "sigmoid", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -298,7 +300,8 @@ class Poly1CategoricalFocalCrossentropy(_SpecLoss):
         name: str = "poly1_categorical_focal_crossentropy",
         dtype: Any = None,
     ) -> None:
-        super().__init__(F.named_spec(locals()), "softmax", "dense", locals())
+        spec = F.named_spec(epsilon, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+        super().__init__(spec, "softmax", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
@@ -356,7 +359,14 @@ class Poly1BinaryFocalCrossentropy(_SpecLoss):
         name: str = "poly1_binary_focal_crossentropy",
         dtype: Any = None,
     ) -> None:
-        super().__init__(F.named_spec(locals()), "sigmoid", "dense", locals())
+        spec = F.named_spec(
+            epsilon,
+            gamma=gamma,
+            alpha=alpha,
+            label_smoothing=label_smoothing,
+            apply_class_balancing=apply_class_balancing,
+        )
+        super().__init__(spec, "sigmoid", "dense", locals())
 
 
 @keras.saving.register_keras_serializable(package="polyloss")
