@@ -30,7 +30,6 @@ _UNSET: Any = object()  # named_spec without apply_class_balancing: every named 
 
 def named_spec(
     epsilon: Any,
-    *,
     gamma: Any = 0.0,
     alpha: Any = None,
     label_smoothing: Any = 0.0,
@@ -391,7 +390,7 @@ def poly1_categorical_focal_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., ICCV 2017.
     """
-    spec = named_spec(epsilon, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+    spec = named_spec(epsilon, gamma, alpha, label_smoothing)
     return _named(y_true, y_pred, spec, "softmax", "dense", from_logits, axis)
 
 
@@ -445,11 +444,5 @@ def poly1_binary_focal_crossentropy(
 
     Reference: Leng et al., ICLR 2022, arXiv:2204.12511; Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
     """
-    spec = named_spec(
-        epsilon,
-        gamma=gamma,
-        alpha=alpha,
-        label_smoothing=label_smoothing,
-        apply_class_balancing=apply_class_balancing,
-    )
+    spec = named_spec(epsilon, gamma, alpha, label_smoothing, apply_class_balancing)
     return _named(y_true, y_pred, spec, "sigmoid", "dense", from_logits, axis)

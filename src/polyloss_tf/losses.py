@@ -300,7 +300,7 @@ class Poly1CategoricalFocalCrossentropy(_SpecLoss):
         name: str = "poly1_categorical_focal_crossentropy",
         dtype: Any = None,
     ) -> None:
-        spec = F.named_spec(epsilon, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+        spec = F.named_spec(epsilon, gamma, alpha, label_smoothing)
         super().__init__(spec, "softmax", "dense", locals())
 
 
@@ -359,13 +359,7 @@ class Poly1BinaryFocalCrossentropy(_SpecLoss):
         name: str = "poly1_binary_focal_crossentropy",
         dtype: Any = None,
     ) -> None:
-        spec = F.named_spec(
-            epsilon,
-            gamma=gamma,
-            alpha=alpha,
-            label_smoothing=label_smoothing,
-            apply_class_balancing=apply_class_balancing,
-        )
+        spec = F.named_spec(epsilon, gamma, alpha, label_smoothing, apply_class_balancing)
         super().__init__(spec, "sigmoid", "dense", locals())
 
 
