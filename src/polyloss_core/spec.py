@@ -252,6 +252,15 @@ def poly1_spec(epsilon: Any = 1.0, gamma: Any = 0.0, alpha: Any = None, label_sm
     so a cached spec is always what the constructor itself would return; an
     unhashable ``alpha`` (a list) is built each time.
 
+    Args:
+        epsilon: ``eps_1``, ``>= -1``. Default ``1.0``.
+        gamma: the focal exponent, ``>= 0``. Default ``0.0`` (Poly-1 cross-entropy).
+        alpha: ``None``, a number ``>= 0``, or one weight per class (as ``PolySpec.alpha``). Default ``None``.
+        label_smoothing: in ``[0, 1)``. Default ``0.0``.
+
+    Returns:
+        The (shared, immutable) ``PolySpec``; bad arguments raise ``PolySpec``'s own errors.
+
     Examples:
         >>> poly1_spec(2.0) is poly1_spec(2.0)
         True
