@@ -152,8 +152,13 @@ def _check_target_values(raw: Any) -> None:
 
 
 def epsilon(value: Any) -> float | jax.Array:
-    """A concrete ``epsilon`` checked by core (a Python float); a traced one as a 0-d array, unchecked."""
+    """A concrete ``epsilon`` checked by core (a Python float); a traced one as a 0-d array, unchecked.
+
+    A concrete array of more than one number is a shape error (``ValueError``, SPEC section 6).
+    """
     if not isinstance(value, jax.core.Tracer):
+        if isinstance(value, (jax.Array, np.ndarray)) and value.ndim:
+            raise ValueError(f"epsilon must be a scalar, got an array of shape {value.shape}")
         return check_epsilon(np.asarray(value) if isinstance(value, jax.Array) else value)
     if value.ndim or not jnp.issubdtype(value.dtype, jnp.floating):
         raise TypeError(f"a traced epsilon must be a floating-point scalar, got {value.dtype}{list(value.shape)}")

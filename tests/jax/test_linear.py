@@ -231,7 +231,7 @@ def test_cpu_device_labels_are_checked_without_a_transfer() -> None:
         ({"chunk_size": True}, TypeError, "chunk_size must be an int, got True"),
         ({"epsilon": -1.5}, ValueError, "epsilon must be a finite number >= -1, got epsilon=-1.5"),
         ({"epsilon": "2"}, TypeError, "epsilon must be a real number, got '2'"),
-        ({"epsilon": jnp.ones(2)}, TypeError, r"epsilon must be a real number, got array\(\[1\., 1\.\]"),
+        ({"epsilon": jnp.ones(2)}, ValueError, r"epsilon must be a scalar, got an array of shape \(2,\)"),
         ({"vocab_axis": 3}, TypeError, "vocab_axis must be a shard_map mesh axis name .str. or None, got 3"),
     ],
 )
