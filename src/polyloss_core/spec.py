@@ -270,14 +270,15 @@ def poly1_spec(epsilon: Any = 1.0, gamma: Any = 0.0, alpha: Any = None, label_sm
     arguments = (epsilon, gamma, alpha, label_smoothing)
     key = (*arguments, *map(type, arguments))
     try:
-        spec = _POLY1_SPECS.get(key)
-    except TypeError:  # unhashable
-        return PolySpec(epsilons=(epsilon,), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
+        spec, keep = _POLY1_SPECS.get(key), True
+    except TypeError:  # an unhashable alpha: built each time, not kept
+        spec, keep = None, False
     if spec is None:
         spec = PolySpec(epsilons=(epsilon,), gamma=gamma, alpha=alpha, label_smoothing=label_smoothing)
-        if len(_POLY1_SPECS) >= _MAX_POLY1_SPECS:
-            _POLY1_SPECS.clear()
-        _POLY1_SPECS[key] = spec
+        if keep:
+            if len(_POLY1_SPECS) >= _MAX_POLY1_SPECS:
+                _POLY1_SPECS.clear()
+            _POLY1_SPECS[key] = spec
     return spec
 
 
