@@ -6,13 +6,17 @@ Measures, for ``jax.value_and_grad`` (w.r.t. hidden and weight) of the masked me
 - the time ratio fused / unfused: process CPU time, interleaved rounds, median of the
   per-round ratios, one compute thread.
 
+A third program weighs every token differently (``loss * weights``): its cotangent is not the
+same for every token, so the fused backward adds the recomputed correction of the weight
+gradient (``polyloss_jax.linear``); it is timed against the same unfused mean.
+
 Run ``python benchmarks/bench_lm_jax.py`` (N=1024 tokens, D=512, V=128,256, 10% of the
 tokens masked, float32) or ``--dry-run`` for tiny sizes. Prints a Markdown table.
 
 ``--products`` times only the matrix products each program runs, at the shapes it runs
-them (the unfused program: three full-size products; the fused one: four per tile, the
-fourth being the logits recomputed in the backward), and prints their ratio: the floor
-the fused time cannot go below however little else it does.
+them (the unfused program: three full-size products; the fused one: three per chunk of
+tokens, the weight gradient block by block), and prints their ratio: the floor the fused
+time cannot go below however little else it does.
 """
 
 from __future__ import annotations
@@ -60,9 +64,15 @@ def programs(chunk_size: int | None, epsilon: float) -> dict[str, object]:
         ce = optax.losses.softmax_cross_entropy_with_integer_labels(h @ w.T, y)
         return jnp.where(keep, ce, 0.0).sum() / keep.sum()
 
-    return {
-        name: jax.jit(jax.value_and_grad(fn, argnums=(0, 1))) for name, fn in (("fused", fused), ("unfused", unfused))
-    }
+    def weighted(h: jax.Array, w: jax.Array, y: jax.Array, keep: jax.Array) -> jax.Array:
+        # A different weight per token: the backward recomputes the weight gradient's correction.
+        loss = linear_poly1_cross_entropy_with_integer_labels(
+            h, w, y, epsilon=epsilon, where=keep, chunk_size=chunk_size
+        )
+        return (loss * jnp.linspace(0.5, 1.5, loss.shape[0])).sum() / keep.sum()
+
+    named = (("fused", fused), ("unfused", unfused), ("fused, per-token weights", weighted))
+    return {name: jax.jit(jax.value_and_grad(fn, argnums=(0, 1))) for name, fn in named}
 
 
 def temp_bytes(program: object, args: tuple[jax.Array, ...]) -> int:
@@ -77,18 +87,19 @@ def cpu_seconds(program: object, args: tuple[jax.Array, ...]) -> float:
 
 def product_seconds(n: int, d: int, v: int, rounds: int) -> dict[str, float]:
     """Median CPU seconds of the matrix products alone: ``unfused`` (three full-size) and ``fused``
-    (four per tile of ``DEFAULT_CHUNK`` tokens by ``VOCAB_BLOCK`` vocabulary entries, times the tiles)."""
-    rows, block = min(n, linear.DEFAULT_CHUNK), min(linear.VOCAB_BLOCK, v)
-    tiles = -(-n // rows) * -(-v // block)
+    (per chunk of ``CHUNK_LOGITS // v`` tokens: the logits, the hidden gradient, and the weight
+    gradient block by block of ``VOCAB_BLOCK`` entries, times the chunks)."""
+    rows, block = min(n, max(1, linear.CHUNK_LOGITS // v)), min(linear.VOCAB_BLOCK, v)
+    chunks, blocks = -(-n // rows), v / block
     rng = np.random.default_rng(0)
 
     def arr(*shape: int) -> jax.Array:
         return jnp.asarray(rng.normal(size=shape).astype(np.float32))
 
     h, w, z = arr(n, d), arr(v, d), arr(n, v)
-    h_t, w_t, z_t = arr(rows, d), arr(block, d), arr(rows, block)
+    h_c, z_c, z_b = arr(rows, d), arr(rows, v), arr(rows, block)
     full = [(lambda a, b: a @ b.T, h, w), (lambda a, b: a @ b, z, w), (lambda a, b: a.T @ b, z, h)]
-    tile = [(lambda a, b: a @ b.T, h_t, w_t), (lambda a, b: a @ b, z_t, w_t), (lambda a, b: a.T @ b, z_t, h_t)]
+    chunk = [(lambda a, b: a @ b.T, h_c, w), (lambda a, b: a @ b, z_c, w)]
 
     def seconds(fn: object, a: jax.Array, b: jax.Array) -> float:
         program = jax.jit(fn)  # type: ignore[arg-type]
@@ -101,9 +112,8 @@ def product_seconds(n: int, d: int, v: int, rounds: int) -> dict[str, float]:
         return statistics.median(times)
 
     unfused = sum(seconds(*p) for p in full)
-    forward, gradient_h, gradient_w = (seconds(*p) for p in tile)
-    # The logits product runs twice per tile (forward, and recomputed in the backward).
-    return {"unfused": unfused, "fused": tiles * (2 * forward + gradient_h + gradient_w)}
+    per_chunk = sum(seconds(*p) for p in chunk) + blocks * seconds(lambda a, b: a.T @ b, z_b, h_c)
+    return {"unfused": unfused, "fused": chunks * per_chunk}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         got = product_seconds(args.tokens, args.dim, args.vocab, args.rounds)
         print(f"N={args.tokens} D={args.dim} V={args.vocab} float32, one thread, matrix products only (CPU s)")
         print(
-            f"unfused 3 products: {got['unfused']:.3f} s; fused 4 per tile: {got['fused']:.3f} s; "
+            f"unfused 3 products: {got['unfused']:.3f} s; fused 3 per chunk: {got['fused']:.3f} s; "
             f"ratio {got['fused'] / got['unfused']:.3f}x"
         )
         return 0
@@ -134,13 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     temps = {name: temp_bytes(p, inputs) for name, p in progs.items()}
     for p in progs.values():  # compile and warm up
         jax.block_until_ready(p(*inputs))  # type: ignore[operator]
-    ratios, seconds = [], {"fused": [], "unfused": []}
+    seconds: dict[str, list[float]] = {name: [] for name in progs}
     for r in range(args.rounds):
-        order = ("fused", "unfused") if r % 2 == 0 else ("unfused", "fused")
-        got = {name: cpu_seconds(progs[name], inputs) for name in order}
-        for name, t in got.items():
-            seconds[name].append(t)
-        ratios.append(got["fused"] / got["unfused"])
+        order = list(progs) if r % 2 == 0 else list(progs)[::-1]
+        for name in order:
+            seconds[name].append(cpu_seconds(progs[name], inputs))
+    ratios = {name: [a / b for a, b in zip(seconds[name], seconds["unfused"], strict=True)] for name in progs}
 
     print(
         f"N={args.tokens} D={args.dim} V={args.vocab} masked={args.masked:.0%} float32, one thread, "
@@ -148,12 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("| program | temp bytes | CPU s |")
     print("|---|---|---|")
-    for name in ("unfused", "fused"):
+    for name in progs:
         print(f"| {name} | {temps[name] / 1e6:.1f} MB | {statistics.median(seconds[name]):.3f} |")
-    print(
-        f"fused / unfused: temp {temps['fused'] / temps['unfused']:.4f} (1/{temps['unfused'] / temps['fused']:.1f}), "
-        f"time {statistics.median(ratios):.3f}x"
-    )
+    for name in ("fused", "fused, per-token weights"):
+        print(
+            f"{name} / unfused: temp {temps[name] / temps['unfused']:.4f} (1/{temps['unfused'] / temps[name]:.1f}), "
+            f"time {statistics.median(ratios[name]):.3f}x"
+        )
     return 0
 
 

@@ -5,26 +5,36 @@ one column per vocabulary entry; at 128k words they, their softmax and their gra
 dominate a training step's memory. With hard labels every softmax PolyLoss is an
 elementwise function of the per-token cross-entropy ``c = logsumexp(z) - z_y`` (SPEC
 section 4), so the loss needs, per token, only the log-normaliser and the label's
-logit. This module computes both in tiles of ``chunk_size`` tokens by at most
-``VOCAB_BLOCK`` vocabulary entries, inside a ``jax.custom_vjp`` whose backward
-recomputes each tile's logits and writes the gradients of ``hidden`` and ``weight``
-tile by tile. The compiled program's temporary memory is a few tiles plus the
-fp32 gradient of ``hidden``, never a ``(tokens, vocab)`` array.
+logit. Two routes compute them without a ``(tokens, vocab)`` array, each a
+``jax.custom_vjp``:
+
+* **one pass** (float32 / float64 inputs, the whole vocabulary on each device): chunks
+  of ``chunk_size`` tokens by the whole vocabulary. Each chunk's logits give the loss
+  and, in the same pass, the gradients of ``hidden`` and ``weight`` for a cotangent of 1
+  per token (as Liger Kernel's fused linear cross-entropy does): three matrix products
+  per chunk, and the weight's gradient is accumulated block by block of ``VOCAB_BLOCK``
+  entries, in place. The backward scales them by the cotangent; where tokens' cotangents
+  differ (not a mean or a sum) it recomputes the difference's share of the weight
+  gradient tile by tile. Temporary memory: one chunk of logits.
+* **recomputing** (16-bit inputs, whose weight gradient would need a float32 copy of
+  the weight, and ``vocab_axis``): tiles of ``chunk_size`` tokens by ``VOCAB_BLOCK``
+  entries; the backward recomputes each tile's logits (four products per tile).
+  Temporary memory: a few tiles plus the float32 gradient of ``hidden``.
 
 The polynomial itself comes from ``polyloss_core.series.loss_from_ce``, applied to
-the ``(tokens,)`` vector of cross-entropies with ordinary JAX autodiff, so ``epsilon``
+the ``(tokens,)`` vectors of statistics with ordinary JAX autodiff, so ``epsilon``
 may be traced and ``where`` masks tokens exactly as in the unfused losses.
 
 Reference: Leng et al., "PolyLoss: A Polynomial Expansion Perspective of
 Classification Loss Functions", ICLR 2022, arXiv:2204.12511; the chunked linear +
 cross-entropy follows Wijmans et al., "Cut Your Losses in Large-Vocabulary Language
-Models", arXiv:2411.09009.
+Models", arXiv:2411.09009, and Hsu et al., "Liger Kernel: Efficient Triton Kernels for
+LLM Training", arXiv:2410.10989.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 import jax
@@ -44,10 +54,13 @@ __all__ = [
     "linear_poly_loss",
 ]
 
-#: Vocabulary entries per tile: the inner dimension of the tiling (the whole vocabulary when smaller).
-VOCAB_BLOCK = 2048
-#: Tokens per tile when ``chunk_size`` is ``None`` (all tokens when fewer).
+#: Vocabulary entries per tile (the whole vocabulary when smaller). Not a power of two: blocks of
+#: 1024 or 2048 columns of a row-major chunk map onto the same cache sets, which measured 10% slower.
+VOCAB_BLOCK = 2000
+#: Tokens per tile when ``chunk_size`` is ``None`` on the recomputing route (all tokens when fewer).
 DEFAULT_CHUNK = 1024
+#: Logits per chunk when ``chunk_size`` is ``None`` on the one-pass route: ``2**24`` (64 MiB in float32).
+CHUNK_LOGITS = 1 << 24
 
 
 # --------------------------------------------------------------------------- public functions
@@ -71,10 +84,15 @@ def linear_poly1_cross_entropy_with_integer_labels(
 
     Value and gradients equal
     ``poly1_cross_entropy_with_integer_labels(hidden @ weight.T, labels, epsilon=epsilon, where=where)``
-    to float32 rounding, but the ``(tokens, vocab)`` logits are never stored: they
-    are computed in tiles of ``chunk_size`` tokens by at most ``VOCAB_BLOCK``
-    vocabulary entries, in the forward pass and again in the backward pass. Temporary
-    memory is a few tiles plus the float32 gradient of ``hidden``.
+    to float32 rounding, but the ``(tokens, vocab)`` logits are never stored. For
+    float32 / float64 inputs they are computed once, ``chunk_size`` tokens at a time,
+    and each chunk's gradients are formed right away (three matrix products, as for the
+    unfused loss); temporary memory is one chunk of logits. The backward is exact for any
+    cotangent; when the tokens' cotangents differ (a weighted sum rather than a mean or
+    a sum) it recomputes logits to correct the weight's gradient, which costs about two
+    more products per chunk. 16-bit inputs and ``vocab_axis`` take tiles of ``chunk_size``
+    tokens by ``VOCAB_BLOCK`` vocabulary entries, recomputed in the backward (the module
+    docstring has both routes).
 
     bfloat16 / float16 inputs are multiplied with float32 accumulation and the loss is
     float32; gradients keep the inputs' dtypes. The function is differentiable once
@@ -97,9 +115,10 @@ def linear_poly1_cross_entropy_with_integer_labels(
             ``vmap`` over epsilons) and is used as given. Default ``1.0``.
         where: optional boolean mask of shape ``[...]`` (broadcastable); masked tokens
             give ``0`` and no gradient, as in optax. Default ``None``.
-        chunk_size: tokens per tile, an int ``>= 1``; ``None`` (default) uses
-            ``min(tokens, 1024)``. Smaller tiles use less memory, larger ones run
-            closer to matrix-multiply speed.
+        chunk_size: tokens per chunk, an int ``>= 1``. ``None`` (default): as many as
+            keep a chunk's float32 logits within 64 MiB (``CHUNK_LOGITS`` numbers: 130
+            tokens at 128,256 words), and ``min(tokens, 1024)`` on the recomputing route.
+            Smaller chunks use less memory, larger ones run closer to matrix-multiply speed.
         vocab_axis: for tensor parallelism inside ``jax.shard_map``: the mesh axis over
             which ``weight`` is split by rows (each device holds ``vocab / n`` consecutive
             vocabulary entries, device ``i`` the ``i``-th block; ``hidden`` and ``labels``
@@ -174,7 +193,8 @@ def linear_poly_loss(
         spec: a softmax ``PolySpec``, e.g. ``PolySpec.poly1(1.0)``, ``PolySpec.poly_n(1.0, 0.5)``
             or ``PolySpec.poly1_focal(1.0, 2.0)``.
         where: optional boolean token mask of shape ``[...]``; masked tokens give ``0``. Default ``None``.
-        chunk_size: tokens per tile (int ``>= 1``); ``None`` (default) is ``min(tokens, 1024)``.
+        chunk_size: tokens per chunk (int ``>= 1``); ``None`` (default) as in
+            ``linear_poly1_cross_entropy_with_integer_labels``.
         vocab_axis: ``shard_map`` mesh axis splitting ``weight`` by vocabulary rows, as in
             ``linear_poly1_cross_entropy_with_integer_labels``. Default ``None``.
 
@@ -209,8 +229,8 @@ def linear_poly_loss(
 # --------------------------------------------------------------------------- checks
 def _check_inputs(
     hidden: Any, weight: Any, labels: Any, where: Any, chunk_size: Any
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array | None, int]:
-    """The arrays as JAX arrays of checked dtypes and shapes, and the tile height."""
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array | None, int | None]:
+    """The arrays as JAX arrays of checked dtypes and shapes, and the checked ``chunk_size``."""
     h = _validate.as_array("hidden", hidden)
     w = _validate.as_array("weight", weight)
     for name, array in (("hidden", h), ("weight", w)):
@@ -238,15 +258,11 @@ def _check_inputs(
             mask = jnp.broadcast_to(mask, y.shape)
         except ValueError:
             raise checks.shape_error("where", y.shape, mask.shape, "broadcastable to the labels' shape") from None
-    tokens = math.prod(y.shape)
-    if chunk_size is None:
-        rows = min(max(tokens, 1), DEFAULT_CHUNK)
-    else:
-        rows = checks.check_int("chunk_size", chunk_size)
-        if rows < 1:
-            raise ValueError(f"chunk_size must be an int >= 1, got chunk_size={rows}")
-        rows = min(rows, max(tokens, 1))
-    return h, w, y, mask, rows
+    if chunk_size is not None:
+        chunk_size = checks.check_int("chunk_size", chunk_size)
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be an int >= 1, got chunk_size={chunk_size}")
+    return h, w, y, mask, chunk_size
 
 
 def _check_host_labels(labels: Any, where: Any, vocab: int) -> None:
@@ -278,47 +294,63 @@ def _linear_loss(
     epsilon: Any,
     vocab_axis: str | None = None,
 ) -> jax.Array:
-    h, w, y, mask, rows = _check_inputs(hidden, weight, labels, where, chunk_size)
+    h, w, y, mask, chunk = _check_inputs(hidden, weight, labels, where, chunk_size)
     if vocab_axis is not None and not isinstance(vocab_axis, str):
         raise TypeError(f"vocab_axis must be a shard_map mesh axis name (str) or None, got {vocab_axis!r}")
     # With vocab_axis, weight is this device's block of rows; the vocabulary is all blocks.
     shards = 1 if vocab_axis is None else lax.axis_size(vocab_axis)
     vocab = w.shape[0] * shards
     check_family(spec, "softmax", vocab)
-    smoothing = spec.label_smoothing
+    smoothing = bool(spec.label_smoothing)
     if smoothing and (spec.gamma != 0 or len(spec.epsilons) > 1 or isinstance(spec.alpha, tuple)):
         raise ValueError(
-            f"the fused linear loss supports label_smoothing={smoothing} only for cross-entropy and Poly-1 "
-            f"without per-class alpha, got {spec!r}; compute the logits and use polyloss_jax.poly_loss instead"
+            f"the fused linear loss supports label_smoothing={spec.label_smoothing} only for cross-entropy and "
+            f"Poly-1 without per-class alpha, got {spec!r}; compute the logits and use polyloss_jax.poly_loss instead"
         )
     _check_host_labels(labels, where, vocab)
     work = jnp.float32 if jnp.finfo(h.dtype).bits < 32 else h.dtype
     if y.dtype.itemsize < 4:
         y = y.astype(jnp.int32)
-
-    shape = y.shape
-    flat_h = h.reshape(-1, h.shape[-1])
-    flat_y = y.reshape(-1)
-    stats = _vocab_stats(flat_h, w, flat_y, rows, bool(smoothing), vocab_axis)
-    lse, label_logit = stats[0], stats[1]
-    ce = lse - label_logit
     if epsilon is not None:
         epsilon = jnp.asarray(epsilon, work)
+    flat_h, flat_y = h.reshape(-1, h.shape[-1]), y.reshape(-1)
+    keep = None if mask is None else mask.reshape(-1)
+    tokens = max(flat_y.shape[0], 1)
+    block = min(VOCAB_BLOCK, w.shape[0])
+    if vocab_axis is None and work == h.dtype:
+        rows = min(chunk or max(1, CHUNK_LOGITS // vocab), tokens)
+        keep = jnp.ones(flat_y.shape, bool) if keep is None else keep
+        traced = epsilon is not None
+        eps = epsilon if traced else jnp.zeros((), work)
+        loss = _head_loss(spec, rows, block, traced, *_same_varying_axes(flat_h, w, flat_y, keep, eps))
+    else:
+        stats = _vocab_stats(flat_h, w, flat_y, min(chunk or DEFAULT_CHUNK, tokens), smoothing, vocab_axis)
+        loss = _per_token(stats, flat_y, keep, spec, epsilon, vocab)
+    return loss.reshape(y.shape)
+
+
+def _per_token(
+    stats: tuple[jax.Array, ...], y: jax.Array, keep: jax.Array | None, spec: PolySpec, epsilon: Any, vocab: int
+) -> jax.Array:
+    """The loss of each token from its statistics ``(logsumexp, label logit[, sum of logits])`` (SPEC section 4).
+
+    ``NaN`` for a label outside ``[0, vocab)``, ``0`` where ``keep`` is false.
+    """
+    lse, label_logit = stats[0], stats[1]
+    ce = lse - label_logit
     loss = loss_from_ce(ce, -jnp.expm1(-ce), spec, OPS, epsilon=epsilon)
     if isinstance(spec.alpha, tuple):
-        loss = loss * jnp.take(jnp.asarray(spec.alpha, work), flat_y, mode="clip")
+        loss = loss * jnp.take(jnp.asarray(spec.alpha, lse.dtype), y, mode="clip")
     elif spec.alpha is not None:
         loss = loss * spec.alpha
-    if smoothing:
-        keep, uniform = smoothing_weights(spec, vocab)
+    if spec.label_smoothing:
+        hard, uniform = smoothing_weights(spec, vocab)
         eps = epsilon if epsilon is not None or spec.epsilons else 0.0
         class_sum = poly1_class_sum(vocab * lse - stats[2], spec, vocab, epsilon=eps)
-        loss = keep * loss + uniform * (class_sum if spec.alpha is None else spec.alpha * class_sum)
-    valid = (flat_y >= 0) & (flat_y < vocab)
+        loss = hard * loss + uniform * (class_sum if spec.alpha is None else spec.alpha * class_sum)
+    valid = (y >= 0) & (y < vocab)
     loss = jnp.where(valid, loss, jnp.full((), jnp.nan, loss.dtype))
-    if mask is not None:
-        loss = jnp.where(mask.reshape(-1), loss, jnp.zeros((), loss.dtype))
-    return loss.reshape(shape)
+    return loss if keep is None else jnp.where(keep, loss, jnp.zeros((), loss.dtype))
 
 
 def _vocab_stats(
@@ -505,3 +537,168 @@ def _stats_bwd(
 
 
 _token_stats.defvjp(_stats_fwd, _stats_bwd)
+
+
+# --------------------------------------------------------------------------- one pass: gradients formed in the forward
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _head_loss(
+    spec: PolySpec,
+    rows: int,
+    block: int,
+    traced: bool,
+    h: jax.Array,
+    w: jax.Array,
+    y: jax.Array,
+    keep: jax.Array,
+    eps: jax.Array,
+) -> jax.Array:
+    """Per-token loss of ``h @ w.T`` (whole vocabulary, float32 / float64 inputs), chunk by chunk of ``rows`` tokens.
+
+    ``traced``: ``eps`` replaces the spec's ``eps_1`` (a traced epsilon); otherwise it is unused.
+    Without differentiation only the statistics are computed: one matrix product per chunk.
+    """
+    return _head_forward(spec, rows, block, traced, (False, False), h, w, y, keep, eps)[0]
+
+
+def _head_forward(
+    spec: PolySpec,
+    rows: int,
+    block: int,
+    traced: bool,
+    wanted: tuple[bool, bool],
+    h: jax.Array,
+    w: jax.Array,
+    y: jax.Array,
+    keep: jax.Array,
+    eps: jax.Array,
+) -> tuple[jax.Array, tuple[Any, ...]]:
+    """The loss and, for a cotangent of 1 per token, the ``wanted`` gradients of ``h`` and ``w`` (Liger's order).
+
+    Each chunk's logits ``z`` (``rows x vocab``) give the token statistics, the per-token loss
+    and its partial derivatives ``a`` (``jax.vjp`` of ``_per_token`` on the chunk), then
+    ``dz = a_lse p + a_label onehot + a_sum`` in the logits' memory, ``dh = dz @ w`` and, block
+    by block of the vocabulary, ``dw += dz.T @ h``: three matrix products per chunk, where
+    recomputing the logits in the backward takes four. The backward scales these by the
+    cotangent (exact when it is the same for every token with a gradient: a mean or a sum)
+    and recomputes only the share of tokens whose cotangent differs.
+    """
+    want_dh, want_dw = wanted
+    n, vocab = h.shape[0], w.shape[0]
+    smoothing = bool(spec.label_smoothing)
+    hp, yp, kp = _pad_rows(h, rows), _pad_rows(y, rows, -1), _pad_rows(keep, rows, False)
+    col_sum = jnp.sum(w, axis=0) if smoothing else None  # sum_c z_c = h . sum_c w_c
+    columns = jnp.arange(vocab)
+    sources = (hp, w, eps)
+
+    def chunk(i: Any, carry: tuple[Any, ...]) -> tuple[Any, ...]:
+        dw, dh, *per_token = carry
+        lo = i * rows
+        h_i, y_i, k_i = (lax.dynamic_slice_in_dim(a, lo, rows) for a in (hp, yp, kp))
+        z = jnp.dot(h_i, w.T)
+        top = z.max(axis=1)
+        lse = top + jnp.log(jnp.exp(z - top[:, None]).sum(axis=1))
+        # The label's logit as a row product, so that z has no reader left once dz is formed.
+        rows_of_labels = jnp.take(w, y_i, axis=0, mode="clip")
+        label_logit = jnp.where((y_i >= 0) & (y_i < vocab), jnp.sum(h_i * rows_of_labels, axis=1), 0)
+        stats = (lse, label_logit) if col_sum is None else (lse, label_logit, h_i @ col_sum)
+
+        def loss_of(stats: tuple[jax.Array, ...], e: jax.Array) -> jax.Array:
+            return _per_token(stats, y_i, k_i, spec, e if traced else None, vocab)
+
+        if not (want_dh or want_dw or traced):
+            values: tuple[jax.Array, ...] = (loss_of(stats, eps),)
+        else:
+            # Every input per token, so that the pullback of ones gives each token's own partials.
+            loss, pullback = jax.vjp(loss_of, stats, jnp.broadcast_to(eps, lse.shape))
+            a, a_eps = pullback(jnp.ones_like(loss))
+            values = (loss, lse, *a, a_eps) if traced else (loss, lse, *a)
+            if want_dh or want_dw:
+                dz = _logit_slope(z, lse, a, y_i, columns)
+                dw = _add_blocks(dw, dz, h_i, block) if want_dw else dw
+                dh = lax.dynamic_update_slice_in_dim(dh, jnp.dot(dz, w), lo, 0) if want_dh else dh
+        per_token = [lax.dynamic_update_slice_in_dim(t, v, lo, 0) for t, v in zip(per_token, values, strict=True)]
+        return (dw, dh, *per_token)
+
+    count = 1 if not (want_dh or want_dw or traced) else 4 + smoothing + traced
+    init = (
+        _zeros(w.shape, w.dtype, *sources) if want_dw else None,
+        _zeros(hp.shape, h.dtype, *sources) if want_dh else None,
+        *(_zeros(yp.shape, h.dtype, *sources) for _ in range(count)),
+    )
+    dw, dh, loss, *rest = lax.fori_loop(0, hp.shape[0] // rows, chunk, init)
+    if count == 1:
+        return loss[:n], ()
+    lse, *a = rest
+    a_eps = a.pop() if traced else None
+    return loss[:n], (hp, w, yp, dw, None if dh is None else dh[:n], lse, tuple(a), a_eps)
+
+
+def _logit_slope(z: jax.Array, lse: jax.Array, a: Any, y: jax.Array, columns: jax.Array) -> jax.Array:
+    """``dloss/dz = a_lse softmax(z) + a_label onehot(y) + a_sum`` for the partials ``a`` of the statistics."""
+    dz = jnp.exp(z - lse[:, None]) * a[0][:, None]
+    dz = dz + jnp.where(columns[None, : z.shape[1]] == y[:, None], a[1][:, None], jnp.zeros((), z.dtype))
+    return dz if len(a) == 2 else dz + a[2][:, None]
+
+
+def _add_blocks(dw: jax.Array, dz: jax.Array, h_i: jax.Array, block: int) -> jax.Array:
+    """``dw + dz.T @ h_i``, one vocabulary block at a time, in place: no ``(vocab, dim)`` temporary.
+
+    Whole blocks in a loop, then the remainder as one smaller static block (no masking).
+    """
+
+    def add(start: Any, size: int, dw: jax.Array) -> jax.Array:
+        dz_j = lax.dynamic_slice_in_dim(dz, start, size, axis=1)
+        current = lax.dynamic_slice_in_dim(dw, start, size)
+        return lax.dynamic_update_slice_in_dim(dw, current + jnp.dot(dz_j.T, h_i), start, 0)
+
+    whole, rest = divmod(dw.shape[0], block)
+    dw = lax.fori_loop(0, whole, lambda j, dw: add(j * block, block, dw), dw)
+    return add(whole * block, rest, dw) if rest else dw
+
+
+def _head_fwd(
+    spec: PolySpec, rows: int, block: int, traced: bool, h: Any, w: Any, y: Any, keep: Any, eps: Any
+) -> tuple[jax.Array, tuple[Any, ...]]:
+    """``symbolic_zeros``: only the gradients of the inputs being differentiated are formed (a frozen head: no ``dw``)."""
+    wanted = (h.perturbed, w.perturbed)
+    return _head_forward(spec, rows, block, traced, wanted, h.value, w.value, y.value, keep.value, eps.value)
+
+
+def _head_bwd(
+    spec: PolySpec, rows: int, block: int, traced: bool, residuals: tuple[Any, ...], ct: Any
+) -> tuple[Any, Any, None, None, Any]:
+    if not residuals or isinstance(ct, jax.custom_derivatives.SymbolicZero):
+        return None, None, None, None, None
+    hp, w, yp, dw, dh, lse_p, a, a_eps = residuals
+    n = ct.shape[0]
+    if dh is not None:
+        dh = dh * ct[:, None]  # each token's own gradient: exact for any cotangent
+    if dw is not None:
+        # The weight's gradient sums over tokens: dw holds it for a cotangent of 1. Scaled by the
+        # cotangent of the first token with a gradient, it is exact when every such token has that
+        # cotangent; the difference of the others is added tile by tile (no tile runs for a mean or sum).
+        support = functools.reduce(jnp.logical_or, [t[:n] != 0 for t in a])
+        first = ct[jnp.argmax(support)]
+        delta = _pad_rows(jnp.where(support, ct - first, jnp.zeros((), ct.dtype)), rows)
+        scaled = tuple(delta * t for t in a)
+        blocks = -(-w.shape[0] // block)
+        columns = jnp.arange(w.shape[0])
+
+        def tile(k: Any, dw: jax.Array) -> jax.Array:
+            lo = (k // blocks) * rows
+            start, w_j, fresh = _vocab_tile(w, k % blocks, block)
+            h_i, y_i, lse_i = (lax.dynamic_slice_in_dim(x, lo, rows) for x in (hp, yp, lse_p))
+            a_i = tuple(lax.dynamic_slice_in_dim(t, lo, rows) for t in scaled)
+            dz = _logit_slope(jnp.dot(h_i, w_j.T), lse_i, a_i, y_i - start, columns)
+            if fresh is not None:
+                dz = jnp.where(fresh[None, :], dz, jnp.zeros((), dz.dtype))
+            current = lax.dynamic_slice_in_dim(dw, start, block)
+            return lax.dynamic_update_slice_in_dim(dw, current + jnp.dot(dz.T, h_i), start, 0)
+
+        tiles = jnp.where(jnp.any(delta != 0), (hp.shape[0] // rows) * blocks, 0)
+        dw = lax.fori_loop(0, tiles, tile, dw * first)
+    d_eps = jnp.sum(ct * a_eps[:n]).astype(ct.dtype) if traced else None
+    return dh, dw, None, None, d_eps
+
+
+_head_loss.defvjp(_head_fwd, _head_bwd, symbolic_zeros=True)
