@@ -695,8 +695,9 @@ def _head_bwd(
             current = lax.dynamic_slice_in_dim(dw, start, block)
             return lax.dynamic_update_slice_in_dim(dw, current + jnp.dot(dz.T, h_i), start, 0)
 
+        # A while loop on a device-side count: fori_loop would read a concrete bound back (int()) eagerly.
         tiles = jnp.where(jnp.any(delta != 0), (hp.shape[0] // rows) * blocks, 0)
-        dw = lax.fori_loop(0, tiles, tile, dw * first)
+        _, dw = lax.while_loop(lambda c: c[0] < tiles, lambda c: (c[0] + 1, tile(c[0], c[1])), (0, dw * first))
     d_eps = jnp.sum(ct * a_eps[:n]).astype(ct.dtype) if traced else None
     return dh, dw, None, None, d_eps
 

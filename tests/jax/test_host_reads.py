@@ -7,7 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from polyloss_jax import poly1_cross_entropy, poly1_cross_entropy_with_integer_labels, poly1_sigmoid_focal_loss
+from polyloss_jax import (
+    linear_poly1_cross_entropy_with_integer_labels,
+    poly1_cross_entropy,
+    poly1_cross_entropy_with_integer_labels,
+    poly1_sigmoid_focal_loss,
+)
 
 LOGITS = jnp.asarray(np.random.default_rng(0).normal(size=(6, 5)), jnp.float32)
 LABELS = jnp.asarray([0, 1, 2, 3, 4, 0])
@@ -17,6 +22,35 @@ CALLS = {
     "probabilities": (poly1_cross_entropy, PROBS),
     "sigmoid": (poly1_sigmoid_focal_loss, PROBS),
 }
+
+
+#: What reads a device array's values back to the host; the tests make each raise.
+_HOST_READS = ("__array__", "__bool__", "__int__", "__float__", "__index__", "item", "tolist")
+
+
+class _Accelerator:
+    platform = "gpu"
+
+
+def _read(self: jax.Array, *args: object, **kwargs: object) -> None:
+    raise AssertionError("a device value was read back")
+
+
+def _forbid_host_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every way of reading a JAX array's values raise: its conversions, and ``np.asarray`` /
+    ``np.array`` (NumPy reads it through the buffer protocol, which no Python attribute controls)."""
+    array_type = type(LOGITS)
+    for method in _HOST_READS:
+        monkeypatch.setattr(array_type, method, _read)
+    for name in ("asarray", "array"):
+        convert = getattr(np, name)
+
+        def guarded(value: object, *args: object, _convert=convert, **kwargs: object) -> object:
+            if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+                raise AssertionError("a device array was converted to NumPy")
+            return _convert(value, *args, **kwargs)
+
+        monkeypatch.setattr(np, name, guarded)
 
 
 @pytest.mark.parametrize("name", list(CALLS))
@@ -29,14 +63,38 @@ def test_jitted_value_and_grad_makes_no_transfer(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(CALLS))
-def test_eager_calls_on_device_arrays_copy_nothing_to_the_host(name: str) -> None:
+def test_eager_calls_on_device_arrays_copy_nothing_to_the_host(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an accelerator (simulated: the arrays report a GPU device) an eager call reads no value back."""
     loss, labels = CALLS[name]
-    with jax.transfer_guard_device_to_host("disallow"):
-        jax.block_until_ready(loss(LOGITS, labels, epsilon=2.0))
+    monkeypatch.setattr(type(LOGITS), "devices", lambda self: {_Accelerator()})
+    _forbid_host_reads(monkeypatch)
+    out = loss(LOGITS, labels, epsilon=2.0)
+    monkeypatch.undo()
+    assert np.isfinite(np.asarray(out)).all()
 
 
-class _Accelerator:
-    platform = "gpu"
+@pytest.mark.parametrize("weighted", [False, True], ids=["mean", "per-token-weights"])
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "eager"])
+def test_the_fused_head_reads_nothing_back(weighted: bool, jit: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forming the gradients in the forward and deciding in the backward whether to recompute (the
+    tokens' cotangents differ) happen on the device: no value is read back, jitted or eager. The
+    labels are NumPy (host) arrays, read for the range check without touching a device array."""
+    hidden, weight = LOGITS[:, :4], jnp.asarray(np.random.default_rng(1).normal(size=(7, 4)), jnp.float32)
+    scale = jnp.linspace(0.5, 1.5, 6) if weighted else jnp.ones(6)
+    labels, epsilon = np.asarray(LABELS), jnp.float32(2.0)
+
+    def loss(h: jax.Array, w: jax.Array, e: jax.Array) -> jax.Array:
+        return (linear_poly1_cross_entropy_with_integer_labels(h, w, labels, epsilon=e, chunk_size=4) * scale).mean()
+
+    step = jax.value_and_grad(loss, argnums=(0, 1, 2))
+    if jit:
+        step = jax.jit(step)
+        jax.block_until_ready(step(hidden, weight, epsilon))  # compile outside the guard
+
+    _forbid_host_reads(monkeypatch)
+    out = step(hidden, weight, epsilon)
+    monkeypatch.undo()
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(out))
 
 
 def test_labels_on_an_accelerator_are_never_read_and_bad_ones_give_nan(monkeypatch: pytest.MonkeyPatch) -> None:
