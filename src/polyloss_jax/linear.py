@@ -322,7 +322,8 @@ def _linear_loss(
         keep = jnp.ones(flat_y.shape, bool) if keep is None else keep
         traced = epsilon is not None
         eps = epsilon if traced else jnp.zeros((), work)
-        loss = _head_loss(spec, rows, block, traced, *_same_varying_axes(flat_h, w, flat_y, keep, eps))
+        head = _head_loss_in_shard_map if jax.sharding.get_abstract_mesh().manual_axes else _head_loss
+        loss = head(spec, rows, block, traced, *_same_varying_axes(flat_h, w, flat_y, keep, eps))
     else:
         stats = _vocab_stats(flat_h, w, flat_y, min(chunk or DEFAULT_CHUNK, tokens), smoothing, vocab_axis)
         loss = _per_token(stats, flat_y, keep, spec, epsilon, vocab)
@@ -540,8 +541,7 @@ _token_stats.defvjp(_stats_fwd, _stats_bwd)
 
 
 # --------------------------------------------------------------------------- one pass: gradients formed in the forward
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
-def _head_loss(
+def _head_primal(
     spec: PolySpec,
     rows: int,
     block: int,
@@ -558,6 +558,12 @@ def _head_loss(
     Without differentiation only the statistics are computed: one matrix product per chunk.
     """
     return _head_forward(spec, rows, block, traced, (False, False), h, w, y, keep, eps)[0]
+
+
+#: ``_head_primal`` with its gradients: only those of the inputs being differentiated are formed.
+_head_loss = jax.custom_vjp(_head_primal, nondiff_argnums=(0, 1, 2, 3))
+#: The same inside ``shard_map``, where JAX does not support ``symbolic_zeros``: both gradients are formed.
+_head_loss_in_shard_map = jax.custom_vjp(_head_primal, nondiff_argnums=(0, 1, 2, 3))
 
 
 def _head_forward(
@@ -664,6 +670,12 @@ def _head_fwd(
     return _head_forward(spec, rows, block, traced, wanted, h.value, w.value, y.value, keep.value, eps.value)
 
 
+def _head_fwd_both(
+    spec: PolySpec, rows: int, block: int, traced: bool, h: Any, w: Any, y: Any, keep: Any, eps: Any
+) -> tuple[jax.Array, tuple[Any, ...]]:
+    return _head_forward(spec, rows, block, traced, (True, True), h, w, y, keep, eps)
+
+
 def _head_bwd(
     spec: PolySpec, rows: int, block: int, traced: bool, residuals: tuple[Any, ...], ct: Any
 ) -> tuple[Any, Any, None, None, Any]:
@@ -703,3 +715,4 @@ def _head_bwd(
 
 
 _head_loss.defvjp(_head_fwd, _head_bwd, symbolic_zeros=True)
+_head_loss_in_shard_map.defvjp(_head_fwd_both, _head_bwd)
