@@ -361,3 +361,27 @@ def test_flax_nnx_language_model_head_trains_with_the_fused_loss() -> None:
     losses = [float(step(model, optimizer)) for _ in range(30)]
     assert losses[-1] < 0.3 * losses[0], losses
     assert all(np.isfinite(losses))
+
+
+def test_inside_shard_map_eagerly_and_under_grad() -> None:
+    """JAX has no ``symbolic_zeros`` for a custom VJP inside ``shard_map``: the head forms both gradients there."""
+    from jax import shard_map
+    from jax.sharding import AxisType
+    from jax.sharding import PartitionSpec as P
+
+    hidden, weight, labels, keep = _inputs(n=8, masked=0.25)
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(AxisType.Auto,))
+
+    def fused(h, w):
+        return shard_map(
+            lambda h, w, y, m: linear_poly1_cross_entropy_with_integer_labels(h, w, y, where=m, chunk_size=3),
+            mesh=mesh,
+            in_specs=(P("data"), P(), P("data"), P("data")),
+            out_specs=P("data"),
+        )(h, w, labels, keep)
+
+    def unfused(h, w):
+        return poly1_cross_entropy_with_integer_labels(h @ w.T, labels, where=keep)
+
+    np.testing.assert_allclose(fused(hidden, weight), unfused(hidden, weight), **TOL)  # no differentiation
+    _assert_same_value_and_grads(fused, unfused, hidden, weight)
