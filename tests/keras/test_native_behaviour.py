@@ -108,6 +108,56 @@ if BACKEND == "jax":
             sparse(y, z).block_until_ready()
             dense(q, z).block_until_ready()
 
+    def test_eager_calls_on_an_accelerator_read_nothing_back(monkeypatch: pytest.MonkeyPatch) -> None:
+        """Eager losses on arrays that report a GPU device read no value back (the label checks are skipped
+        there, SPEC section 6). Reads are counted, not raised: ``_validate.host_values`` swallows errors."""
+        import jax
+
+        z = jax.numpy.asarray(logits((8, 5), 52))
+        y = jax.numpy.asarray(np.arange(8) % 5)
+        q = jax.nn.one_hot(y, 5)
+        calls = {
+            "sparse": (pl.Poly1SparseCategoricalCrossentropy(from_logits=True), y),
+            "categorical": (pl.Poly1CategoricalCrossentropy(from_logits=True), q),
+            "categorical focal": (pl.Poly1CategoricalFocalCrossentropy(from_logits=True), q),
+            "binary focal": (pl.Poly1BinaryFocalCrossentropy(from_logits=True), q),
+        }
+        reads: list[str] = []
+
+        def counting(name: str, original: object) -> object:
+            def read(value: object, *args: object, **kwargs: object) -> object:
+                if isinstance(value, jax.Array) and not isinstance(value, jax.core.Tracer):
+                    reads.append(name)
+                return original(value, *args, **kwargs)  # type: ignore[operator]
+
+            return read
+
+        array_type = type(z)
+
+        class _GPU:
+            platform = "gpu"
+
+        for name in ("__array__", "__bool__", "__int__", "__float__", "__index__", "item", "tolist"):
+            monkeypatch.setattr(array_type, name, counting(name, getattr(array_type, name)))
+        for name in ("asarray", "array"):
+            monkeypatch.setattr(np, name, counting(f"np.{name}", getattr(np, name)))
+        import inspect
+
+        cpu_device, with_gpu = inspect.getattr_static(array_type, "device"), {}
+        for name, (loss, labels) in calls.items():
+            reads.clear()
+            loss(labels, z)
+            on_cpu = list(reads)  # CPU labels are read for the eager checks: the counting works
+            monkeypatch.setattr(array_type, "device", property(lambda self: _GPU()))
+            reads.clear()
+            out = loss(labels, z)
+            with_gpu[name] = list(reads)
+            monkeypatch.setattr(array_type, "device", cpu_device)
+            assert np.isfinite(np.asarray(out)), name
+            if name in ("sparse", "binary focal"):
+                assert on_cpu, name
+        assert with_gpu == {key: [] for key in calls}, with_gpu
+
 
 # --------------------------------------------------------------------------- loading a saved model
 SAVE = """
