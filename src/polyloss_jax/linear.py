@@ -313,9 +313,11 @@ def _linear_loss(
         y = y.astype(jnp.int32)
     if epsilon is not None:
         epsilon = jnp.asarray(epsilon, work)
+    if not y.size:  # no tokens: nothing to tile (the loss is an empty array, as optax's)
+        return jnp.zeros(y.shape, work)
     flat_h, flat_y = h.reshape(-1, h.shape[-1]), y.reshape(-1)
     keep = None if mask is None else mask.reshape(-1)
-    tokens = max(flat_y.shape[0], 1)
+    tokens = flat_y.shape[0]
     block = min(VOCAB_BLOCK, w.shape[0])
     if vocab_axis is None and work == h.dtype:
         rows = min(chunk or max(1, CHUNK_LOGITS // vocab), tokens)

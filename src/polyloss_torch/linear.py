@@ -129,7 +129,8 @@ def _linear_loss(
     loss = FusedLinearPolyLoss.apply(h, weight, bias, y_safe, coeff, class_weight, plan)
     if not per_token:
         # torch's mean over zero tokens is 0 / 0 = nan; the fused sum of no rows is 0.
-        return loss / 0.0 if reduction == "mean" and rows_kept is not None and not rows_kept.numel() else loss
+        no_rows = not y.numel() or (rows_kept is not None and not rows_kept.numel())
+        return loss / 0.0 if reduction == "mean" and no_rows else loss
     if rows_kept is not None:
         loss = torch.zeros(y.shape, dtype=dtype, device=hidden.device).index_copy(0, rows_kept, loss)
     return loss.reshape(out_shape)

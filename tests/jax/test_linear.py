@@ -130,6 +130,20 @@ def test_batch_dimensions_are_kept_and_match_unfused() -> None:
     assert float(got[0, 0, 0]) == 0.0
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["one-pass", "recomputing"])
+def test_no_tokens_give_an_empty_loss_and_zero_gradients(dtype) -> None:
+    hidden, weight, labels = jnp.zeros((2, 0, 8), dtype), jnp.ones((50, 8), dtype), jnp.zeros((2, 0), jnp.int32)
+    got = linear_poly1_cross_entropy_with_integer_labels(hidden, weight, labels)
+    assert got.shape == (2, 0)
+    assert got.dtype == jnp.float32
+    dh, dw = jax.jit(jax.grad(lambda h, w: linear_poly1_cross_entropy_with_integer_labels(h, w, labels).sum(), (0, 1)))(
+        hidden, weight
+    )
+    assert dh.shape == hidden.shape
+    assert dw.dtype == dtype
+    assert not np.asarray(dw, np.float32).any()
+
+
 def test_masked_tokens_give_zero_loss_and_no_gradient() -> None:
     hidden, weight, labels, _ = _inputs(n=6)
     keep = jnp.array([True, False, True, False, True, True])

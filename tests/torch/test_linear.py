@@ -162,6 +162,21 @@ def test_all_tokens_ignored_mean_is_nan_like_unfused() -> None:
     assert linear_poly1_cross_entropy(h, w, y, bias=b, reduction="sum") == 0
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_no_tokens_give_what_the_unfused_loss_gives(reduction) -> None:
+    """An empty batch: nan for a mean (0 / 0, as F.cross_entropy), 0 for a sum, an empty tensor for none."""
+    h, w = torch.zeros(0, 4, requires_grad=True), torch.ones(5, 4, requires_grad=True)
+    y = torch.zeros(0, dtype=torch.long)
+    got, want = (
+        linear_poly1_cross_entropy(h, w, y, reduction=reduction),
+        poly1_cross_entropy(h @ w.T, y, reduction=reduction),
+    )
+    torch.testing.assert_close(got, want, equal_nan=True)
+    got.sum().backward()
+    assert h.grad.shape == h.shape
+    assert w.grad.shape == w.shape
+
+
 def test_default_chunk_holds_about_64_mib_of_logits() -> None:
     assert linear_module.CHUNK_BYTES // (4 * 128256) == 130
 
