@@ -324,7 +324,7 @@ def _linear_loss(
         keep = jnp.ones(flat_y.shape, bool) if keep is None else keep
         traced = epsilon is not None
         eps = epsilon if traced else jnp.zeros((), work)
-        head = _head_loss_in_shard_map if jax.sharding.get_abstract_mesh().manual_axes else _head_loss
+        head = _head_loss_in_shard_map if _in_shard_map() else _head_loss
         loss = head(spec, rows, block, traced, *_same_varying_axes(flat_h, w, flat_y, keep, eps))
     else:
         stats = _vocab_stats(flat_h, w, flat_y, min(chunk or DEFAULT_CHUNK, tokens), smoothing, vocab_axis)
@@ -394,6 +394,12 @@ def _same_varying_axes(*arrays: jax.Array) -> tuple[jax.Array, ...]:
             array = lax.pcast(array, missing, to="varying")
         out.append(array)
     return tuple(out)
+
+
+def _in_shard_map() -> bool:
+    """Whether the code is being traced inside ``shard_map`` (the mesh's manual axes); ``False`` on a JAX too old to say."""
+    abstract_mesh = getattr(jax.sharding, "get_abstract_mesh", None)
+    return bool(abstract_mesh is not None and abstract_mesh().manual_axes)
 
 
 def _varying(x: jax.Array) -> frozenset[str]:
