@@ -15,7 +15,8 @@ logit. Two routes compute them without a ``(tokens, vocab)`` array, each a
   per chunk, and the weight's gradient is accumulated block by block of ``VOCAB_BLOCK``
   entries, in place. The backward scales them by the cotangent; where tokens' cotangents
   differ (not a mean or a sum) it recomputes the difference's share of the weight
-  gradient tile by tile. Temporary memory: one chunk of logits.
+  gradient tile by tile. With ``where``, kept tokens are moved first (on the device) and
+  the chunks of masked tokens never run. Temporary memory: one chunk of logits.
 * **recomputing** (16-bit inputs, whose weight gradient would need a float32 copy of
   the weight, and ``vocab_axis``): tiles of ``chunk_size`` tokens by ``VOCAB_BLOCK``
   entries; the backward recomputes each tile's logits (four products per tile).
@@ -321,11 +322,12 @@ def _linear_loss(
     block = min(VOCAB_BLOCK, w.shape[0])
     if vocab_axis is None and work == h.dtype:
         rows = min(chunk or max(1, CHUNK_LOGITS // vocab), tokens)
+        compact = keep is not None  # masked tokens are moved last and never computed
         keep = jnp.ones(flat_y.shape, bool) if keep is None else keep
         traced = epsilon is not None
         eps = epsilon if traced else jnp.zeros((), work)
         head = _head_loss_in_shard_map if _in_shard_map() else _head_loss
-        loss = head(spec, rows, block, traced, *_same_varying_axes(flat_h, w, flat_y, keep, eps))
+        loss = head(spec, rows, block, traced, compact, *_same_varying_axes(flat_h, w, flat_y, keep, eps))
     else:
         stats = _vocab_stats(flat_h, w, flat_y, min(chunk or DEFAULT_CHUNK, tokens), smoothing, vocab_axis)
         loss = _per_token(stats, flat_y, keep, spec, epsilon, vocab)
@@ -554,6 +556,7 @@ def _head_primal(
     rows: int,
     block: int,
     traced: bool,
+    compact: bool,
     h: jax.Array,
     w: jax.Array,
     y: jax.Array,
@@ -563,15 +566,16 @@ def _head_primal(
     """Per-token loss of ``h @ w.T`` (whole vocabulary, float32 / float64 inputs), chunk by chunk of ``rows`` tokens.
 
     ``traced``: ``eps`` replaces the spec's ``eps_1`` (a traced epsilon); otherwise it is unused.
+    ``compact``: tokens with ``keep`` false are moved after the others and skipped (a mask was given).
     Without differentiation only the statistics are computed: one matrix product per chunk.
     """
-    return _head_forward(spec, rows, block, traced, (False, False), h, w, y, keep, eps)[0]
+    return _head_forward(spec, rows, block, traced, compact, (False, False), h, w, y, keep, eps)[0]
 
 
 #: ``_head_primal`` with its gradients: only those of the inputs being differentiated are formed.
-_head_loss = jax.custom_vjp(_head_primal, nondiff_argnums=(0, 1, 2, 3))
+_head_loss = jax.custom_vjp(_head_primal, nondiff_argnums=(0, 1, 2, 3, 4))
 #: The same inside ``shard_map``, where JAX does not support ``symbolic_zeros``: both gradients are formed.
-_head_loss_in_shard_map = jax.custom_vjp(_head_primal, nondiff_argnums=(0, 1, 2, 3))
+_head_loss_in_shard_map = jax.custom_vjp(_head_primal, nondiff_argnums=(0, 1, 2, 3, 4))
 
 
 def _head_forward(
@@ -579,6 +583,7 @@ def _head_forward(
     rows: int,
     block: int,
     traced: bool,
+    compact: bool,
     wanted: tuple[bool, bool],
     h: jax.Array,
     w: jax.Array,
@@ -599,7 +604,13 @@ def _head_forward(
     want_dh, want_dw = wanted
     n, vocab = h.shape[0], w.shape[0]
     smoothing = bool(spec.label_smoothing)
+    order = inverse = None
+    if compact:  # kept tokens first: the chunks past the last kept token are never run
+        order = jnp.argsort(jnp.logical_not(keep), stable=True)
+        inverse = jnp.argsort(order)
+        h, y, keep = h[order], y[order], keep[order]
     hp, yp, kp = _pad_rows(h, rows), _pad_rows(y, rows, -1), _pad_rows(keep, rows, False)
+    chunks = -(-jnp.sum(keep) // rows) if compact else hp.shape[0] // rows
     col_sum = jnp.sum(w, axis=0) if smoothing else None  # sum_c z_c = h . sum_c w_c
     columns = jnp.arange(vocab)
     sources = (hp, w, eps)
@@ -639,12 +650,21 @@ def _head_forward(
         _zeros(hp.shape, h.dtype, *sources) if want_dh else None,
         *(_zeros(yp.shape, h.dtype, *sources) for _ in range(count)),
     )
-    dw, dh, loss, *rest = lax.fori_loop(0, hp.shape[0] // rows, chunk, init)
+    dw, dh, loss, *rest = _loop(chunks, chunk, init)
+    loss = loss[:n] if inverse is None else loss[:n][inverse]
     if count == 1:
-        return loss[:n], ()
+        return loss, ()
     lse, *a = rest
     a_eps = a.pop() if traced else None
-    return loss[:n], (hp, w, yp, dw, None if dh is None else dh[:n], lse, tuple(a), a_eps)
+    return loss, (hp, w, yp, dw, None if dh is None else dh[:n], lse, tuple(a), a_eps, order, inverse, chunks)
+
+
+def _loop(count: Any, body: Any, init: Any) -> Any:
+    """``lax.fori_loop(0, count, body, init)``; a device-side ``count`` runs a while loop, which reads
+    nothing back (an eager ``fori_loop`` converts a concrete bound with ``int()``)."""
+    if isinstance(count, int):
+        return lax.fori_loop(0, count, body, init)
+    return lax.while_loop(lambda c: c[0] < count, lambda c: (c[0] + 1, body(c[0], c[1])), (0, init))[1]
 
 
 def _logit_slope(z: jax.Array, lse: jax.Array, a: Any, y: jax.Array, columns: jax.Array) -> jax.Array:
@@ -671,28 +691,32 @@ def _add_blocks(dw: jax.Array, dz: jax.Array, h_i: jax.Array, block: int) -> jax
 
 
 def _head_fwd(
-    spec: PolySpec, rows: int, block: int, traced: bool, h: Any, w: Any, y: Any, keep: Any, eps: Any
+    spec: PolySpec, rows: int, block: int, traced: bool, compact: bool, h: Any, w: Any, y: Any, keep: Any, eps: Any
 ) -> tuple[jax.Array, tuple[Any, ...]]:
     """``symbolic_zeros``: only the gradients of the inputs being differentiated are formed (a frozen head: no ``dw``)."""
     wanted = (h.perturbed, w.perturbed)
-    return _head_forward(spec, rows, block, traced, wanted, h.value, w.value, y.value, keep.value, eps.value)
+    args = (h.value, w.value, y.value, keep.value, eps.value)
+    return _head_forward(spec, rows, block, traced, compact, wanted, *args)
 
 
 def _head_fwd_both(
-    spec: PolySpec, rows: int, block: int, traced: bool, h: Any, w: Any, y: Any, keep: Any, eps: Any
+    spec: PolySpec, rows: int, block: int, traced: bool, compact: bool, h: Any, w: Any, y: Any, keep: Any, eps: Any
 ) -> tuple[jax.Array, tuple[Any, ...]]:
-    return _head_forward(spec, rows, block, traced, (True, True), h, w, y, keep, eps)
+    return _head_forward(spec, rows, block, traced, compact, (True, True), h, w, y, keep, eps)
 
 
 def _head_bwd(
-    spec: PolySpec, rows: int, block: int, traced: bool, residuals: tuple[Any, ...], ct: Any
+    spec: PolySpec, rows: int, block: int, traced: bool, compact: bool, residuals: tuple[Any, ...], ct: Any
 ) -> tuple[Any, Any, None, None, Any]:
     if not residuals or isinstance(ct, jax.custom_derivatives.SymbolicZero):
         return None, None, None, None, None
-    hp, w, yp, dw, dh, lse_p, a, a_eps = residuals
+    hp, w, yp, dw, dh, lse_p, a, a_eps, order, inverse, chunks = residuals
     n = ct.shape[0]
+    if order is not None:  # the residuals are in the forward's order: kept tokens first
+        ct = ct[order]
     if dh is not None:
         dh = dh * ct[:, None]  # each token's own gradient: exact for any cotangent
+        dh = dh if inverse is None else dh[inverse]
     if dw is not None:
         # The weight's gradient sums over tokens: dw holds it for a cotangent of 1. Scaled by the
         # cotangent of the first token with a gradient, it is exact when every such token has that
@@ -715,9 +739,7 @@ def _head_bwd(
             current = lax.dynamic_slice_in_dim(dw, start, block)
             return lax.dynamic_update_slice_in_dim(dw, current + jnp.dot(dz.T, h_i), start, 0)
 
-        # A while loop on a device-side count: fori_loop would read a concrete bound back (int()) eagerly.
-        tiles = jnp.where(jnp.any(delta != 0), (hp.shape[0] // rows) * blocks, 0)
-        _, dw = lax.while_loop(lambda c: c[0] < tiles, lambda c: (c[0] + 1, tile(c[0], c[1])), (0, dw * first))
+        dw = _loop(jnp.where(jnp.any(delta != 0), chunks * blocks, 0), tile, dw * first)
     d_eps = jnp.sum(ct * a_eps[:n]).astype(ct.dtype) if traced else None
     return dh, dw, None, None, d_eps
 

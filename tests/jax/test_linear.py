@@ -144,6 +144,25 @@ def test_no_tokens_give_an_empty_loss_and_zero_gradients(dtype) -> None:
     assert not np.asarray(dw, np.float32).any()
 
 
+@pytest.mark.parametrize("kept", [0, 1, 3, 37], ids=["none-kept", "one-kept", "three-kept", "all-kept"])
+def test_masked_tokens_are_skipped_not_approximated(kept) -> None:
+    """With a mask the kept tokens are moved first and only their chunks run: exact for any number kept."""
+    hidden, weight, labels, _ = _inputs(seed=11)
+    keep = jnp.zeros(37, bool).at[jnp.asarray(np.random.default_rng(2).permutation(37)[:kept])].set(True)
+
+    def fused(h, w):
+        return linear_poly1_cross_entropy_with_integer_labels(h, w, labels, where=keep, chunk_size=2)
+
+    def unfused(h, w):
+        return poly1_cross_entropy_with_integer_labels(h @ w.T, labels, where=keep)
+
+    _assert_same_value_and_grads(fused, unfused, hidden, weight)
+    mean = jax.jit(jax.grad(lambda h, w: fused(h, w).sum() / jnp.maximum(keep.sum(), 1), (0, 1)))(hidden, weight)
+    want = jax.grad(lambda h, w: unfused(h, w).sum() / jnp.maximum(keep.sum(), 1), (0, 1))(hidden, weight)
+    for g, w in zip(mean, want, strict=True):
+        np.testing.assert_allclose(g, w, **TOL)
+
+
 def test_masked_tokens_give_zero_loss_and_no_gradient() -> None:
     hidden, weight, labels, _ = _inputs(n=6)
     keep = jnp.array([True, False, True, False, True, True])
