@@ -15,7 +15,7 @@ logit. Two routes compute them without a ``(tokens, vocab)`` array, each a
   per chunk, and the weight's gradient is accumulated block by block of ``VOCAB_BLOCK``
   entries, in place. The backward scales them by the cotangent; where tokens' cotangents
   differ (not a mean or a sum) it recomputes the difference's share of the weight
-  gradient tile by tile. With ``where``, kept tokens are moved first (on the device) and
+  gradient chunk by chunk. With ``where``, kept tokens are moved first (on the device) and
   the chunks of masked tokens never run. Temporary memory: one chunk of logits.
 * **recomputing** (16-bit inputs, whose weight gradient would need a float32 copy of
   the weight, and ``vocab_axis``): tiles of ``chunk_size`` tokens by ``VOCAB_BLOCK``
@@ -602,6 +602,7 @@ def _head_forward(
     and recomputes only the share of tokens whose cotangent differs.
     """
     want_dh, want_dw = wanted
+    partials = want_dh or want_dw or traced  # the per-token derivatives are needed
     n, vocab = h.shape[0], w.shape[0]
     smoothing = bool(spec.label_smoothing)
     order = inverse = None
@@ -630,7 +631,7 @@ def _head_forward(
         def loss_of(stats: tuple[jax.Array, ...], e: jax.Array) -> jax.Array:
             return _per_token(stats, y_i, k_i, spec, e if traced else None, vocab)
 
-        if not (want_dh or want_dw or traced):
+        if not partials:
             values: tuple[jax.Array, ...] = (loss_of(stats, eps),)
         else:
             # Every input per token, so that the pullback of ones gives each token's own partials.
@@ -644,7 +645,7 @@ def _head_forward(
         per_token = [lax.dynamic_update_slice_in_dim(t, v, lo, 0) for t, v in zip(per_token, values, strict=True)]
         return (dw, dh, *per_token)
 
-    count = 1 if not (want_dh or want_dw or traced) else 4 + smoothing + traced
+    count = 4 + smoothing + traced if partials else 1
     init = (
         _zeros(w.shape, w.dtype, *sources) if want_dw else None,
         _zeros(hp.shape, h.dtype, *sources) if want_dh else None,
@@ -670,7 +671,7 @@ def _loop(count: Any, body: Any, init: Any) -> Any:
 def _logit_slope(z: jax.Array, lse: jax.Array, a: Any, y: jax.Array, columns: jax.Array) -> jax.Array:
     """``dloss/dz = a_lse softmax(z) + a_label onehot(y) + a_sum`` for the partials ``a`` of the statistics."""
     dz = jnp.exp(z - lse[:, None]) * a[0][:, None]
-    dz = dz + jnp.where(columns[None, : z.shape[1]] == y[:, None], a[1][:, None], jnp.zeros((), z.dtype))
+    dz = dz + jnp.where(columns[None, :] == y[:, None], a[1][:, None], jnp.zeros((), z.dtype))
     return dz if len(a) == 2 else dz + a[2][:, None]
 
 
@@ -720,26 +721,21 @@ def _head_bwd(
     if dw is not None:
         # The weight's gradient sums over tokens: dw holds it for a cotangent of 1. Scaled by the
         # cotangent of the first token with a gradient, it is exact when every such token has that
-        # cotangent; the difference of the others is added tile by tile (no tile runs for a mean or sum).
+        # cotangent; the difference of the others is added chunk by chunk (none runs for a mean or sum).
         support = functools.reduce(jnp.logical_or, [t[:n] != 0 for t in a])
         first = ct[jnp.argmax(support)]
         delta = _pad_rows(jnp.where(support, ct - first, jnp.zeros((), ct.dtype)), rows)
         scaled = tuple(delta * t for t in a)
-        blocks = -(-w.shape[0] // block)
         columns = jnp.arange(w.shape[0])
 
-        def tile(k: Any, dw: jax.Array) -> jax.Array:
-            lo = (k // blocks) * rows
-            start, w_j, fresh = _vocab_tile(w, k % blocks, block)
+        def correct(i: Any, dw: jax.Array) -> jax.Array:
+            # The forward's chunk step again, with the cotangents' differences as the partials.
+            lo = i * rows
             h_i, y_i, lse_i = (lax.dynamic_slice_in_dim(x, lo, rows) for x in (hp, yp, lse_p))
             a_i = tuple(lax.dynamic_slice_in_dim(t, lo, rows) for t in scaled)
-            dz = _logit_slope(jnp.dot(h_i, w_j.T), lse_i, a_i, y_i - start, columns)
-            if fresh is not None:
-                dz = jnp.where(fresh[None, :], dz, jnp.zeros((), dz.dtype))
-            current = lax.dynamic_slice_in_dim(dw, start, block)
-            return lax.dynamic_update_slice_in_dim(dw, current + jnp.dot(dz.T, h_i), start, 0)
+            return _add_blocks(dw, _logit_slope(jnp.dot(h_i, w.T), lse_i, a_i, y_i, columns), h_i, block)
 
-        dw = _loop(jnp.where(jnp.any(delta != 0), chunks * blocks, 0), tile, dw * first)
+        dw = _loop(jnp.where(jnp.any(delta != 0), chunks, 0), correct, dw * first)
     d_eps = jnp.sum(ct * a_eps[:n]).astype(ct.dtype) if traced else None
     return dh, dw, None, None, d_eps
 
