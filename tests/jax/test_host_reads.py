@@ -82,7 +82,6 @@ def test_the_fused_head_reads_nothing_back(weighted: bool, jit: bool, monkeypatc
     hidden, weight = LOGITS[:, :4], jnp.asarray(np.random.default_rng(1).normal(size=(7, 4)), jnp.float32)
     scale = jnp.linspace(0.5, 1.5, 6) if weighted else jnp.ones(6)
     labels, epsilon = np.asarray(LABELS), jnp.float32(2.0)
-
     keep = np.array([True, False, True, True, False, True])  # a mask: kept tokens are moved first on the device
 
     def loss(h: jax.Array, w: jax.Array, e: jax.Array) -> jax.Array:
