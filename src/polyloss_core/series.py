@@ -18,6 +18,9 @@ Decisions made here, once, for every adapter:
 * ``smoothing_weights``, ``poly1_class_sum``, ``smooth_targets``,
   ``smooth_binary_targets``: label smoothing for class indices
   (a decomposition, never a one-hot tensor) and for dense targets;
+* ``poly1_dense_sum``, ``poly1_of_log_p``: Poly-1 from the quantities two
+  fast paths already hold (dense targets' row sums; log-probabilities that a
+  negative-log-likelihood kernel reads at the target);
 * ``alpha_parts`` and ``sigmoid_alpha_t``: what ``spec.alpha`` means in
   each family;
 * ``sigmoid_slope``: the sigmoid family's gradient in closed form, for the
@@ -46,6 +49,8 @@ __all__ = [
     "loss_from_ce",
     "needs_power_guard",
     "poly1_class_sum",
+    "poly1_dense_sum",
+    "poly1_of_log_p",
     "poly_loss_from_log_prob",
     "polynomial_term",
     "power_guard_threshold",
@@ -130,6 +135,10 @@ def _no_sigmoid(x: Any) -> Any:
     raise NotImplementedError("this ArrayOps has no sigmoid (the softmax family needs none)")
 
 
+def _no_expm1(x: Any, alpha: Any) -> Any:
+    raise NotImplementedError("this ArrayOps has no scaled_expm1 (only poly1_of_log_p needs it)")
+
+
 @dataclass(frozen=True)
 class ArrayOps:
     """The few array operations the core maths needs beyond ``+ - * **``, as one framework spells them.
@@ -145,12 +154,17 @@ class ArrayOps:
             Default: none (calling it raises ``NotImplementedError``).
         add_scaled: ``a + alpha * b``; an adapter may give a fused kernel
             (torch's ``torch.add(a, b, alpha=...)``). Default: the operators.
+        scaled_expm1: ``alpha * (exp(x) - 1)`` for ``x <= 0`` without cancellation
+            near 0 (torch's ``F.elu(x, alpha)`` is one kernel); only
+            ``poly1_of_log_p`` calls it. Default: none (calling it raises
+            ``NotImplementedError``).
     """
 
     where: Callable[[Any, Any, Any], Any]
     tiny: Callable[[Any], float]
     sigmoid: Callable[[Any], Any] = _no_sigmoid
     add_scaled: Callable[[Any, Any, Any], Any] = _add_scaled
+    scaled_expm1: Callable[[Any, Any], Any] = _no_expm1
 
 
 def _numpy_tiny(x: Any) -> float:
@@ -162,6 +176,7 @@ NUMPY_OPS = ArrayOps(
     where=np.where,
     tiny=_numpy_tiny,
     sigmoid=lambda x: np.exp(-np.logaddexp(0.0, -np.asarray(x))),  # no cancellation for large |x|
+    scaled_expm1=lambda x, alpha: alpha * np.expm1(x),
 )
 """``ArrayOps`` for NumPy arrays (the core's own tests and the CLI's curves)."""
 
@@ -317,6 +332,43 @@ def poly1_class_sum(neg_log_p_sum: Any, spec: PolySpec, num_classes: int, *, eps
     """
     eps = spec.epsilons[0] if epsilon is None else epsilon
     return neg_log_p_sum + eps * (num_classes - 1)
+
+
+def poly1_of_log_p(log_p: Any, spec: PolySpec, ops: ArrayOps, *, epsilon: Any = None) -> Any:
+    """Minus Poly-1's loss of every class from its log-probability: ``log p + eps expm1(log p)``.
+
+    Poly-1 is linear in ``(ce, 1 - p)`` (``loss_from_ce``), so with ``ce = -log p``
+    and ``1 - p = -expm1(log p)`` its per-class loss is minus this. An adapter that
+    picks the target's entry with its negative-log-likelihood kernel (which also
+    applies ignored targets, class weights and the weighted mean) gets the
+    class-index loss in one more kernel, ``ops.scaled_expm1``. Only for
+    ``gamma = 0`` and one epsilon (``epsilon`` may replace it, as in ``loss_from_ce``).
+
+    Examples:
+        >>> import numpy as np
+        >>> -poly1_of_log_p(np.log(np.array([0.5])), PolySpec.poly1(2.0), NUMPY_OPS).round(6)
+        array([1.693147])
+    """
+    eps = spec.epsilons[0] if epsilon is None else epsilon
+    return log_p + ops.scaled_expm1(log_p, eps)
+
+
+def poly1_dense_sum(ce: Any, total: Any, upstream_sum: Any, spec: PolySpec, *, epsilon: Any = None) -> Any:
+    """Poly-1 of dense targets ``r`` from the sums its gradient needs: ``ce + (1 + eps) S - U``.
+
+    With ``S = sum_c r_c``, ``T = sum_c r_c p_c`` and ``U = sum_c r_c (1 + eps p_c)
+    = S + eps T``, Poly-1's ``ce + eps (S - T)`` equals ``ce + (1 + eps) S - U``.
+    ``U`` is the row sum of the gradient's upstream ``r (1 + eps p)``, so an adapter
+    that forms that tensor once gets the value and the gradient's row factor
+    ``S + eps T`` from one reduction. Only for ``gamma = 0`` and one epsilon
+    (``epsilon`` may replace it, as in ``loss_from_ce``).
+
+    Examples:
+        >>> poly1_dense_sum(1.0, 1.0, 1.5, PolySpec.poly1(1.0))  # T = 0.5: 1 + 1 (1 - 0.5)
+        1.5
+    """
+    eps = spec.epsilons[0] if epsilon is None else epsilon
+    return ce + (1.0 + eps) * total - upstream_sum
 
 
 def smooth_targets(q: Any, spec: PolySpec, num_classes: int) -> Any:

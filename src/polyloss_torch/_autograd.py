@@ -14,7 +14,8 @@ that torch's own kernels make dear to differentiate on a CPU:
   targets ``r`` (already smoothed and weighted):
   ``sum_c r_c (-log p_c) + eps (sum_c r_c - sum_c r_c p_c)``, from
   ``log_softmax``, ``softmax`` and three row reductions, with the elementwise
-  gradient ``g (p_j (S + eps T) - r_j (1 + eps p_j))``, ``S = sum r``, ``T = sum r p``.
+  gradient ``g (p_j (S + eps T) - r_j (1 + eps p_j))``, ``S = sum r``, ``T = sum r p``;
+  the forward forms ``r (1 + eps p)`` once, for the value and the backward.
 
 Both backwards use differentiable operations on saved *outputs* (``p`` is
 returned), so double backward is exact (``gradgradcheck`` in the tests). Neither
@@ -33,7 +34,7 @@ from torch import Tensor
 from torch.autograd import forward_ad
 
 from polyloss_core import PolySpec, poly1_spec
-from polyloss_core.series import loss_from_ce, sigmoid_alpha_t
+from polyloss_core.series import loss_from_ce, poly1_dense_sum, sigmoid_alpha_t
 
 from ._ops import OPS
 
@@ -153,7 +154,8 @@ class DensePoly1(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, z: Tensor, r: Tensor, epsilon: float, dim: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        if z.stride(dim) == 1 and z.shape[dim] >= _MIN_VECTOR_CLASSES:
+        many = z.stride(dim) == 1 and z.shape[dim] >= _MIN_VECTOR_CLASSES
+        if many:
             # Measured fastest on CPU: the product written into the log-probabilities (no temporary),
             # and p from the softmax kernel, cheaper there than exp of the log-probabilities.
             ce = torch.log_softmax(z, dim).mul_(r).sum(dim).neg_()
@@ -162,32 +164,34 @@ class DensePoly1(torch.autograd.Function):
             log_p = torch.log_softmax(z, dim)
             ce = torch.linalg.vecdot(r, log_p, dim=dim).neg_()
             p = log_p.exp_()
-        total = r.sum(dim)
-        overlap = torch.linalg.vecdot(r, p, dim=dim)
-        # Poly-1 from its cross-entropy and sum_c r_c (1 - p_c) = S - T: the core's one rule.
-        loss = loss_from_ce(ce, total - overlap, POLY1, OPS, epsilon=epsilon)
+        # The gradient's upstream r (1 + eps p): its row sum S + eps T gives the value (core's
+        # poly1_dense_sum) and the backward's row factor. Kept for the backward (one kernel less there)
+        # only for many contiguous classes, where that stays within the native loss' peak memory.
+        upstream = torch.addcmul(r, r, p, value=epsilon)
+        upstream_sum = upstream.sum(dim)
+        loss = poly1_dense_sum(ce, r.sum(dim), upstream_sum, POLY1, epsilon=epsilon)
         ctx.dim, ctx.epsilon = dim, epsilon
-        ctx.save_for_backward(p, r, total, overlap)
+        ctx.save_for_backward(p, r, upstream if many else None, upstream_sum)
         ctx.set_materialize_grads(False)
         return loss, p
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor | None, grad_p: Tensor | None) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
-        p, r, total, overlap = ctx.saved_tensors
+        p, r, upstream, upstream_sum = ctx.saved_tensors
         dim, eps = ctx.dim, ctx.epsilon
         grad: Tensor | None = None
         if grad_loss is not None:
-            if torch.is_grad_enabled():  # double backward: T's own dependence on z must be in the graph
-                overlap = torch.linalg.vecdot(r, p, dim=dim)
             g = grad_loss.unsqueeze(dim)
-            coef = g * torch.add(total, overlap, alpha=eps).unsqueeze(dim)
-            # log_softmax's backward for the upstream -g r (1 + eps p), whose row sum is -g (S + eps T):
-            # g (p (S + eps T) - r (1 + eps p)), three kernels over (N, C) into one new tensor.
-            upstream = torch.addcmul(r, r, p, value=eps)
-            if torch.is_grad_enabled():  # out of place when a graph is being built (double backward)
-                grad = torch.addcmul(-g * upstream, p, coef)
-            else:
-                grad = upstream.mul_(-g).addcmul_(p, coef)
+            if torch.is_grad_enabled():  # double backward: the upstream's own dependence on z in the graph
+                upstream = torch.addcmul(r, r, p, value=eps)
+                grad = (p * upstream.sum(dim, keepdim=True) - upstream) * g
+            else:  # log_softmax's backward for -g r (1 + eps p): g (p (S + eps T) - r (1 + eps p))
+                row = upstream_sum.unsqueeze(dim)
+                if upstream is None:  # not kept: formed again, then written over
+                    grad = torch.addcmul(r, r, p, value=eps).addcmul_(p, row, value=-1.0)
+                else:
+                    grad = torch.addcmul(upstream, p, row, value=-1.0)
+                grad = grad.mul_(-g)
         if grad_p is not None:
             through_p = p * (grad_p - (grad_p * p).sum(dim, keepdim=True))
             grad = through_p if grad is None else grad + through_p

@@ -33,7 +33,7 @@ def _eps(spec: PolySpec, epsilon: Any) -> tuple[Any, ...]:
 
 def _is_cross_entropy(spec: PolySpec, epsilon: Any) -> bool:
     # Spelled out rather than spec.is_cross_entropy: torch.compile does not read dataclass properties.
-    return spec.gamma == 0.0 and spec.alpha is None and not any(e != 0.0 for e in _eps(spec, epsilon))
+    return spec.gamma == 0.0 and spec.alpha is None and not any(_eps(spec, epsilon))  # Python floats
 
 
 def _class_view(t: Tensor, ndim: int, dim: int) -> Tensor:
@@ -127,11 +127,10 @@ def softmax_indices(
     scalar, scale = class_scale(spec, weight, z)
     ignored: Tensor | None = None
     if z.numel() < _SMALL and not spec.label_smoothing and scale is weight and series.is_poly1(spec):
-        # Small heads, where the number of kernels is the cost. Poly-1 is linear in (c, x), so the core's
-        # rule applied to (log p, expm1(log p)) is minus the per-class loss; nll_loss picks it at the
-        # target with torch's ignore_index, weight and weighted mean in one kernel (no per-class alpha).
-        log_p = F.log_softmax(z, dim)
-        negated = series.loss_from_ce(log_p, torch.expm1(log_p), spec, OPS, epsilon=epsilon)
+        # Small heads, where the number of kernels is the cost: minus the per-class loss (core's
+        # poly1_of_log_p, one F.elu over log p), which nll_loss picks at the target with torch's
+        # ignore_index, weight and weighted mean in one kernel (no per-class alpha).
+        negated = series.poly1_of_log_p(z.log_softmax(dim), spec, OPS, epsilon=epsilon)
         loss = F.nll_loss(negated, index, weight=weight, ignore_index=ignore_index, reduction=reduction)
         return loss if scalar == 1.0 else loss * scalar
     if not spec.label_smoothing:
@@ -210,8 +209,16 @@ def softmax_dense(
             return _reduce(loss, reduction)
     q = series.smooth_targets(target, spec, z.shape[dim])
     scalar, scale = class_scale(spec, weight, z)
-    if series.is_poly1(spec) and eager(z) and not q.requires_grad:
+    small = z.numel() < _SMALL
+    if series.is_poly1(spec) and (small or (eager(z) and not q.requires_grad)):
         r = q if scale is None else q * _class_view(scale, z.dim(), dim)
+        if small:  # kernel count is the cost: minus the per-class loss (as for class indices), one sum
+            products = r * series.poly1_of_log_p(z.log_softmax(dim), spec, OPS, epsilon=epsilon)
+            if reduction == "none":
+                return products.sum(dim).mul_(-scalar)
+            # torch's mean for probability targets divides by numel / C (NaN for no examples or classes).
+            examples = (z.numel() // z.shape[dim] if z.shape[dim] else 0) if reduction == "mean" else 1
+            return products.sum().mul(-scalar / examples if examples else math.nan)
         loss, _ = DensePoly1.apply(z, r, _eps(spec, epsilon)[0], dim)
     else:
         log_p = F.log_softmax(z, dim)

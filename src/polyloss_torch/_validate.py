@@ -46,15 +46,17 @@ def logits(input: Any) -> int:
 
 def target(target: Any) -> bool:
     """Check ``target`` is a tensor of a usable dtype; return whether it holds class indices."""
-    if tensor("target", target).dtype == torch.bool or target.is_complex():
-        raise TypeError(f"target must hold integer class indices or floating point targets, got dtype {target.dtype}")
-    return not target.is_floating_point()
+    dtype = tensor("target", target).dtype
+    if dtype == torch.bool or dtype.is_complex:
+        raise TypeError(f"target must hold integer class indices or floating point targets, got dtype {dtype}")
+    return not dtype.is_floating_point
 
 
 def index_shape(input: Tensor, target: Tensor, dim: int) -> None:
     """Class indices must have the input's shape without the class dimension."""
-    expected = input.shape[:dim] + input.shape[dim + 1 :]
-    if target.shape != expected:
+    expected = list(input.shape)  # lists compare faster than torch.Size slices (a per-call cost)
+    del expected[dim]
+    if list(target.shape) != expected:
         why = f"the input's shape {tuple(input.shape)} without the class dimension {dim}"
         raise shape_error("class-index target", expected, target.shape, why)
 

@@ -11,6 +11,8 @@ from polyloss_core.series import (
     alpha_parts,
     loss_from_ce,
     poly1_class_sum,
+    poly1_dense_sum,
+    poly1_of_log_p,
     poly_loss_from_log_prob,
     sigmoid_alpha_t,
     sigmoid_loss,
@@ -62,6 +64,29 @@ def test_smoothing_weights_reproduce_the_smoothed_reference(unsmoothed: PolySpec
             _per_class_loss(log_p, other).sum(axis=-1),
             rtol=1e-12,
         )
+
+
+@pytest.mark.parametrize("eps", [-1.0, 0.0, 0.5, 2.0])
+def test_poly1_dense_sum_is_poly1_of_dense_targets(eps: float) -> None:
+    """ce + (1 + eps) S - sum r (1 + eps p) is sum_c r_c l(p_c) for unnormalised rows, all-zero rows too."""
+    r = RNG.uniform(size=(7, 5)) * 3.0
+    r[2] = 0.0
+    log_p = _log_softmax(LOGITS)
+    ce, p = -(r * log_p).sum(axis=-1), np.exp(log_p)
+    got = poly1_dense_sum(ce, r.sum(axis=-1), (r * (1.0 + eps * p)).sum(axis=-1), PolySpec.poly1(eps))
+    np.testing.assert_allclose(got, (r * _per_class_loss(log_p, PolySpec.poly1(eps))).sum(axis=-1), rtol=1e-12)
+    # The epsilon override wins over the spec's.
+    override = poly1_dense_sum(ce, r.sum(axis=-1), (r * (1.0 + eps * p)).sum(axis=-1), PolySpec.poly1(9.0), epsilon=eps)
+    np.testing.assert_allclose(override, got, rtol=1e-12)
+
+
+@pytest.mark.parametrize("eps", [-1.0, 0.0, 0.5, 2.0])
+def test_poly1_of_log_p_is_minus_the_per_class_loss(eps: float) -> None:
+    """log p + eps expm1(log p) is minus loss_from_ce(-log p, -expm1(log p)), to full precision as p -> 1."""
+    log_p = np.concatenate([_log_softmax(LOGITS).ravel(), [-1e-12, -0.0]])
+    want = -_per_class_loss(log_p, PolySpec.poly1(eps))
+    np.testing.assert_allclose(poly1_of_log_p(log_p, PolySpec.poly1(eps), OPS), want, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(poly1_of_log_p(log_p, PolySpec.poly1(9.0), OPS, epsilon=eps), want, rtol=1e-14, atol=0)
 
 
 def test_smooth_targets_match_the_spec() -> None:

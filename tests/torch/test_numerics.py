@@ -405,26 +405,43 @@ def test_one_hot_float_targets_take_the_class_index_route(
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("route", ["small", "function-few-or-strided", "function-many-classes"])
 @pytest.mark.parametrize("rows", ["normalised", "unnormalised", "all-zero", "one-hot"])
-def test_dense_poly1_function_values_and_gradients(rows: str) -> None:
-    """The fused probability-target Poly-1: sum_c w_c q_c l(p_c) for any non-negative q, first and second order."""
-    z = logits((5, 4, 3), seed=50, dtype=torch.float64).requires_grad_(True)
-    q = probabilities((5, 4, 3), seed=50, dtype=torch.float64)
+def test_dense_poly1_values_and_gradients(rows: str, route: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Probability-target Poly-1, sum_c w_c q_c l(p_c) for any non-negative q, first and second order, on each
+    route: the small-head composition and both branches of the fused Function (made to run at this size)."""
+    from polyloss_torch import _impl
+
+    shape = (6, 20) if route == "function-many-classes" else (5, 4, 3)
+    z = logits(shape, seed=50, dtype=torch.float64).requires_grad_(True)
+    q = probabilities(shape, seed=50, dtype=torch.float64)
     if rows == "unnormalised":
-        q = q * torch.linspace(0.2, 3.0, 5, dtype=torch.float64).view(5, 1, 1)
+        q = q * torch.linspace(0.2, 3.0, shape[0], dtype=torch.float64).view(-1, *[1] * (len(shape) - 1))
     elif rows == "all-zero":
         q[1:3] = 0.0
     elif rows == "one-hot":
-        q = torch.nn.functional.one_hot(q.argmax(1), 4).movedim(-1, 1).double()
-    weight = class_weight(4, seed=50, dtype=torch.float64)
+        q = torch.nn.functional.one_hot(q.argmax(1), shape[1]).movedim(-1, 1).double()
+    weight = class_weight(shape[1], seed=50, dtype=torch.float64)
     spec = PolySpec.poly1(2.5)
+    calls: list[int] = []
+    if route != "small":
+        real = _impl.DensePoly1
+        monkeypatch.setattr(_impl, "_SMALL", 0)
+        monkeypatch.setattr(_impl, "one_hot_index", lambda target, dim: None)
+        monkeypatch.setattr(
+            _impl, "DensePoly1", type("Counted", (), {"apply": lambda *a: calls.append(1) or real.apply(*a)})
+        )
 
     def fused(x):
         return poly_loss(x, q, spec, weight=weight, reduction="none")
 
     log_p = torch.log_softmax(z, 1)
-    want = (q * weight.view(1, 4, 1) * (-log_p + 2.5 * -torch.expm1(log_p))).sum(1)
+    want = (q * weight.view(-1, *[1] * (len(shape) - 2)) * (-log_p + 2.5 * -torch.expm1(log_p))).sum(1)
     torch.testing.assert_close(fused(z), want)
+    assert bool(calls) == (route != "small")
+    for reduction in ("mean", "sum"):
+        got = poly_loss(z, q, spec, weight=weight, reduction=reduction)
+        torch.testing.assert_close(got, want.mean() if reduction == "mean" else want.sum())
     assert gradcheck(fused, (z,))
     assert gradgradcheck(fused, (z,))
 
