@@ -12,7 +12,9 @@ routes start from TensorFlow's fused ``SoftmaxCrossEntropyWithLogits`` (what
   In graph mode a ``tf.cond`` on ``one_hot`` uses ``c`` alone for one-hot
   batches (``p_t = exp(-c)``), so their gradient is Keras' own times a number
   per row. Under XLA the elementwise form fuses; the branch is taken there
-  only from ``_impl.XLA_BRANCH_MIN_CLASSES`` classes on.
+  only from ``_impl.XLA_BRANCH_MIN_CLASSES`` classes on, each branch computing
+  its own rows (``_branch_under_xla``: the fused op for one-hot batches, one
+  pass of row sums for the others).
 * ``any_member_dense``, every other member, graph mode: one-hot
   batches scale the fused op's gradient by ``dl/dc``; other batches
   differentiate the per-class formula (only that branch pays for it).
@@ -160,6 +162,8 @@ def poly1_dense(q: Any, logits: Any, spec: PolySpec, one_hot: Any = None) -> Any
         p = softmax_minus_q + flat_q
         return tf.reshape(upstream, [-1, 1]) * (p * tf.reshape(aux, [-1, 1]) - flat_q * (1.0 + epsilon * p))
 
+    if one_hot is not None and compiling_with_xla():
+        return _branch_under_xla(q, logits, spec, one_hot, hard)
     value, slope = _fused_in_a_graph(soft_value), _fused_in_a_graph(soft_slope)
     return dense_softmax(
         q,
@@ -169,6 +173,49 @@ def poly1_dense(q: Any, logits: Any, spec: PolySpec, one_hot: Any = None) -> Any
         lambda flat_q, ce, softmax_minus_q, z: value(flat_q, ce, softmax_minus_q),
         lambda upstream, z, flat_q, softmax_minus_q, aux: slope(upstream, flat_q, softmax_minus_q, aux),
     )
+
+
+def _branch_under_xla(q: Any, logits: Any, spec: PolySpec, one_hot: Any, hard: Callable) -> Any:
+    """Poly-1 of any rows under XLA, where each branch of the ``tf.cond`` computes its own rows.
+
+    One-hot batches: the fused op, whose ``softmax - q`` times ``dl/dc`` per row is the
+    gradient. Other batches: one pass of row sums over the shifted logits (``m = max z``,
+    ``e = exp(z - m)``: ``sum e``, ``sum q e``, ``sum q (z - m)``, ``sum q``), then the
+    elementwise gradient ``p (S + eps T) - q (1 + eps p)`` for a unit upstream, with
+    ``c = S log(sum e) - sum q (z - m)`` (two non-negative terms: no cancellation). Both
+    branches return an ``(N, C)`` tensor that the backward scales per row, so the
+    backward has no branch and XLA keeps nothing else between the passes.
+    """
+    epsilon, classes = spec.epsilons[0], int(logits.shape[-1])
+
+    @tf.custom_gradient
+    def loss_of(z: Any) -> Any:
+        flat_z, flat_q = tf.reshape(z, [-1, classes]), tf.reshape(q, [-1, classes])
+
+        def one_hot_rows() -> Any:
+            ce, softmax_minus_q = tf.raw_ops.SoftmaxCrossEntropyWithLogits(features=flat_z, labels=flat_q)
+            loss, dloss_dce = hard(ce)
+            return loss, dloss_dce, softmax_minus_q
+
+        def any_rows() -> Any:
+            shifted = flat_z - tf.reduce_max(flat_z, -1, keepdims=True)
+            exp = tf.exp(shifted)
+            exp_sum, total = tf.reduce_sum(exp, -1), tf.reduce_sum(flat_q, -1)
+            log_sum = tf.math.log(exp_sum)
+            ce = total * log_sum - tf.reduce_sum(flat_q * shifted, -1)
+            p = tf.exp(shifted - tf.expand_dims(log_sum, -1))  # recomputed: XLA keeps no (N, C) temporary
+            overlap = tf.reduce_sum(flat_q * exp, -1) / exp_sum
+            slope = p * tf.expand_dims(total + epsilon * overlap, -1) - flat_q * (1.0 + epsilon * p)
+            return loss_from_ce(ce, total - overlap, spec, OPS), tf.ones_like(ce), slope
+
+        loss, row, slope = tf.cond(one_hot, one_hot_rows, any_rows)
+
+        def grad(upstream: Any) -> Any:
+            return tf.reshape(tf.expand_dims(tf.reshape(upstream, [-1]) * row, -1) * slope, tf.shape(z))
+
+        return tf.reshape(loss, tf.shape(z)[:-1]), grad
+
+    return loss_of(logits)
 
 
 def any_member_dense(q: Any, logits: Any, one_hot: Any, hard: Callable, general: Callable) -> Any:

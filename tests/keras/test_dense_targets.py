@@ -81,13 +81,18 @@ def test_values_and_gradients_match_reference(tracer: str, kind: str, spec_name:
 
 @pytest.mark.parametrize("tracer", list(TRACERS))
 @pytest.mark.parametrize("kind", ["one-hot", "one-soft-row"])
-def test_many_classes_take_the_one_hot_branch_under_every_tracer(tracer: str, kind: str) -> None:
-    """From ``_impl.XLA_BRANCH_MIN_CLASSES`` classes on, XLA also branches on one-hot batches: both branches exact."""
+@pytest.mark.parametrize("extreme", [False, True], ids=["moderate-logits", "logits-1e4"])
+def test_many_classes_take_the_one_hot_branch_under_every_tracer(tracer: str, kind: str, extreme: bool) -> None:
+    """From ``_impl.XLA_BRANCH_MIN_CLASSES`` classes on, XLA also branches on one-hot batches: both branches exact,
+    also at logits of +-1e4 with ties at the maximum (the soft branch under XLA works from shifted row sums)."""
     classes = _impl.XLA_BRANCH_MIN_CLASSES
     q = one_hot(np.arange(N) * 7 % classes, classes)
     if kind == "one-soft-row":
         q[3] = soft_labels((classes,), 5)
     z = logits((N, classes), 14)
+    if extreme:
+        z = (np.random.default_rng(15).choice([-1.0, 1.0], size=(N, classes)) * 1e4).astype(np.float32)
+        z[:, 0] = 1e4
     loss = pl.Poly1CategoricalCrossentropy(epsilon=2.0, from_logits=True, reduction=None)
     value, grad = value_and_grad(loss, q, z, tracer)
     spec = PolySpec.poly1(2.0)
