@@ -18,8 +18,9 @@ Decisions made here, once, for every adapter:
 * ``smoothing_weights``, ``poly1_class_sum``, ``smooth_targets``,
   ``smooth_binary_targets``: label smoothing for class indices
   (a decomposition, never a one-hot tensor) and for dense targets;
-* ``poly1_dense_sum``, ``poly1_of_log_p``: Poly-1 from the quantities two
-  fast paths already hold (dense targets' row sums; log-probabilities that a
+* ``poly1_dense_sum``, ``poly1_from_row_sums``, ``poly1_of_log_p``: Poly-1
+  from the quantities the fast paths already hold (dense targets' row sums of
+  the gradient's upstream or over shifted logits; log-probabilities that a
   negative-log-likelihood kernel reads at the target);
 * ``alpha_parts`` and ``sigmoid_alpha_t``: what ``spec.alpha`` means in
   each family;
@@ -50,6 +51,7 @@ __all__ = [
     "needs_power_guard",
     "poly1_class_sum",
     "poly1_dense_sum",
+    "poly1_from_row_sums",
     "poly1_of_log_p",
     "poly_loss_from_log_prob",
     "polynomial_term",
@@ -351,6 +353,29 @@ def poly1_of_log_p(log_p: Any, spec: PolySpec, ops: ArrayOps, *, epsilon: Any = 
     """
     eps = spec.epsilons[0] if epsilon is None else epsilon
     return log_p + ops.scaled_expm1(log_p, eps)
+
+
+def poly1_from_row_sums(
+    log_exp_sum: Any, overlap: Any, shifted_sum: Any, total: Any, spec: PolySpec, ops: ArrayOps, *, epsilon: Any = None
+) -> Any:
+    """Poly-1 of dense targets ``q`` from row sums over logits shifted by their row maximum ``m``.
+
+    With ``e = exp(z - m)``: ``log_exp_sum = log sum_c e_c``, ``overlap = sum_c q_c e_c / sum_c e_c``
+    (``T = sum_c q_c p_c``), ``shifted_sum = sum_c q_c (z_c - m)`` and ``total = sum_c q_c`` (``S``).
+    The cross-entropy ``S log sum e - sum q (z - m)`` is two non-negative terms (no cancellation at
+    large logits), and ``sum_c q_c (1 - p_c) = S - T``; the rest is ``loss_from_ce``. For adapters that
+    take these sums in one pass over the logits. Only for ``gamma = 0`` and one epsilon.
+
+    Examples:
+        >>> import numpy as np
+        >>> z, q = np.array([2.0, 0.0]), np.array([1.0, 0.0])
+        >>> e = np.exp(z - z.max())
+        >>> out = poly1_from_row_sums(np.log(e.sum()), (q * e).sum() / e.sum(), (q * (z - 2.0)).sum(), 1.0,
+        ...                           PolySpec.poly1(1.0), NUMPY_OPS)
+        >>> round(float(out), 6)  # -log p_0 + (1 - p_0), p_0 = sigmoid(2)
+        0.246131
+    """
+    return loss_from_ce(total * log_exp_sum - shifted_sum, total - overlap, spec, ops, epsilon=epsilon)
 
 
 def poly1_dense_sum(ce: Any, total: Any, upstream_sum: Any, spec: PolySpec, *, epsilon: Any = None) -> Any:

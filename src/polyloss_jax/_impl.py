@@ -15,9 +15,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from polyloss_core import PolySpec, series
+from polyloss_core import PolySpec, poly1_spec, series
 
 from ._ops import OPS
+
+POLY1 = poly1_spec()  # Poly-1 of probability targets: its epsilon is replaced per call (soft_poly1)
 
 
 def _zero(x: jax.Array) -> jax.Array:
@@ -158,8 +160,7 @@ def _soft_poly1_parts(z: jax.Array, q: jax.Array, eps: jax.Array, ax: int) -> tu
     """The loss, ``log sum exp z`` (kept axis) and ``A = sum_c q_c (1 + eps p_c)``, from ``_row_stats``."""
     m, total, qe_sum, qshift_sum, q_sum = (_row_stats if _one_pass(z.shape[ax]) else _plain_row_stats)(z, q, ax)
     log_total, qp_sum = jnp.log(total), qe_sum / total
-    # CE = sum q log(sum e) - sum q (z - m): two non-negative terms; sum q (1 - p) = sum q - sum q p.
-    loss = q_sum * log_total - qshift_sum + eps * (q_sum - qp_sum)
+    loss = series.poly1_from_row_sums(log_total, qp_sum, qshift_sum, q_sum, POLY1, OPS, epsilon=eps)
     return loss, m + jnp.expand_dims(log_total, ax), q_sum + eps * qp_sum, q_sum - qp_sum
 
 

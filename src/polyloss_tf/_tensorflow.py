@@ -39,7 +39,7 @@ from typing import Any
 import tensorflow as tf
 
 from polyloss_core import PolySpec
-from polyloss_core.series import loss_from_ce
+from polyloss_core.series import loss_from_ce, poly1_from_row_sums
 
 from ._ops import OPS
 
@@ -190,23 +190,23 @@ def _branch_under_xla(q: Any, logits: Any, spec: PolySpec, one_hot: Any, hard: C
 
     @tf.custom_gradient
     def loss_of(z: Any) -> Any:
-        flat_z, flat_q = tf.reshape(z, [-1, classes]), tf.reshape(q, [-1, classes])
-
         def one_hot_rows() -> Any:
-            ce, softmax_minus_q = tf.raw_ops.SoftmaxCrossEntropyWithLogits(features=flat_z, labels=flat_q)
+            _, ce, softmax_minus_q = _fused(q, z)
             loss, dloss_dce = hard(ce)
             return loss, dloss_dce, softmax_minus_q
 
         def any_rows() -> Any:
+            flat_z, flat_q = tf.reshape(z, [-1, classes]), tf.reshape(q, [-1, classes])
             shifted = flat_z - tf.reduce_max(flat_z, -1, keepdims=True)
             exp = tf.exp(shifted)
             exp_sum, total = tf.reduce_sum(exp, -1), tf.reduce_sum(flat_q, -1)
             log_sum = tf.math.log(exp_sum)
-            ce = total * log_sum - tf.reduce_sum(flat_q * shifted, -1)
             p = tf.exp(shifted - tf.expand_dims(log_sum, -1))  # recomputed: XLA keeps no (N, C) temporary
             overlap = tf.reduce_sum(flat_q * exp, -1) / exp_sum
             slope = p * tf.expand_dims(total + epsilon * overlap, -1) - flat_q * (1.0 + epsilon * p)
-            return loss_from_ce(ce, total - overlap, spec, OPS), tf.ones_like(ce), slope
+            shifted_sum = tf.reduce_sum(flat_q * shifted, -1)
+            loss = poly1_from_row_sums(log_sum, overlap, shifted_sum, total, spec, OPS)
+            return loss, tf.ones_like(loss), slope
 
         loss, row, slope = tf.cond(one_hot, one_hot_rows, any_rows)
 

@@ -212,22 +212,33 @@ def softmax_dense(
     small = z.numel() < _SMALL
     if series.is_poly1(spec) and (small or (eager(z) and not q.requires_grad)):
         r = q if scale is None else q * _class_view(scale, z.dim(), dim)
-        if small:  # kernel count is the cost: minus the per-class loss (as for class indices), one sum
-            products = r * series.poly1_of_log_p(z.log_softmax(dim), spec, OPS, epsilon=epsilon)
-            if reduction == "none":
-                return products.sum(dim).mul_(-scalar)
-            # torch's mean for probability targets divides by numel / C (NaN for no examples or classes).
-            examples = (z.numel() // z.shape[dim] if z.shape[dim] else 0) if reduction == "mean" else 1
-            return products.sum().mul(-scalar / examples if examples else math.nan)
+        if small:  # kernel count is the cost: minus the per-class loss (as for class indices), times r
+            negated = series.poly1_of_log_p(z.log_softmax(dim), spec, OPS, epsilon=epsilon)
+            return _class_sum(r * negated, reduction, dim, -scalar)
         loss, _ = DensePoly1.apply(z, r, _eps(spec, epsilon)[0], dim)
-    else:
-        log_p = F.log_softmax(z, dim)
-        per_class = series.loss_from_ce(-log_p, -torch.expm1(log_p), spec, OPS, epsilon=epsilon)
-        if scale is not None:
-            per_class = per_class * _class_view(scale, z.dim(), dim)
-        loss = (q * per_class).sum(dim)
-    # torch divides by the number of examples for probability targets, weighted or not.
-    return _reduce(loss if scalar == 1.0 else loss * scalar, reduction)
+        # torch divides by the number of examples for probability targets, weighted or not.
+        return _reduce(loss if scalar == 1.0 else loss * scalar, reduction)
+    log_p = F.log_softmax(z, dim)
+    per_class = series.loss_from_ce(-log_p, -torch.expm1(log_p), spec, OPS, epsilon=epsilon)
+    if scale is not None:
+        per_class = per_class * _class_view(scale, z.dim(), dim)
+    return _class_sum(q * per_class, reduction, dim, scalar)
+
+
+def _class_sum(products: Tensor, reduction: str, dim: int, scalar: float) -> Tensor:
+    """``scalar * sum_c products`` per example, reduced as torch reduces probability targets.
+
+    The mean divides by the number of examples, ``numel / C`` (NaN when there is none or no
+    class); "mean" and "sum" take one sum over everything, one kernel fewer than a sum per example
+    and its reduction (what small heads pay for).
+    """
+    if reduction == "none":
+        loss = products.sum(dim)
+        return loss if scalar == 1.0 else loss.mul_(scalar)
+    classes = products.shape[dim]
+    examples = (products.numel() // classes if classes else 0) if reduction == "mean" else 1
+    factor = scalar / examples if examples else math.nan
+    return products.sum() if factor == 1.0 else products.sum().mul_(factor)
 
 
 def sigmoid(

@@ -12,6 +12,7 @@ from polyloss_core.series import (
     loss_from_ce,
     poly1_class_sum,
     poly1_dense_sum,
+    poly1_from_row_sums,
     poly1_of_log_p,
     poly_loss_from_log_prob,
     sigmoid_alpha_t,
@@ -87,6 +88,21 @@ def test_poly1_of_log_p_is_minus_the_per_class_loss(eps: float) -> None:
     want = -_per_class_loss(log_p, PolySpec.poly1(eps))
     np.testing.assert_allclose(poly1_of_log_p(log_p, PolySpec.poly1(eps), OPS), want, rtol=1e-14, atol=0)
     np.testing.assert_allclose(poly1_of_log_p(log_p, PolySpec.poly1(9.0), OPS, epsilon=eps), want, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e3])
+@pytest.mark.parametrize("eps", [-1.0, 0.5, 2.0])
+def test_poly1_from_row_sums_is_poly1_of_dense_targets(eps: float, scale: float) -> None:
+    """Row sums over shifted logits give sum_c q_c l(p_c), unnormalised and all-zero rows included."""
+    z, q = LOGITS * scale, RNG.uniform(size=(7, 5)) * 2.0
+    q[4] = 0.0
+    shifted = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    got = poly1_from_row_sums(
+        np.log(e.sum(-1)), (q * e).sum(-1) / e.sum(-1), (q * shifted).sum(-1), q.sum(-1), PolySpec.poly1(eps), OPS
+    )
+    want = (q * _per_class_loss(_log_softmax(z), PolySpec.poly1(eps))).sum(axis=-1)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_smooth_targets_match_the_spec() -> None:
