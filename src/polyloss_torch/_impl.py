@@ -123,16 +123,17 @@ def softmax_indices(
             reduction=reduction,
             label_smoothing=spec.label_smoothing,
         )
-    num_classes = z.shape[dim]
-    scalar, scale = class_scale(spec, weight, z)
-    ignored: Tensor | None = None
-    if z.numel() < _SMALL and not spec.label_smoothing and scale is weight and series.is_poly1(spec):
-        # Small heads, where the number of kernels is the cost: minus the per-class loss (core's
-        # poly1_of_log_p, one F.elu over log p), which nll_loss picks at the target with torch's
-        # ignore_index, weight and weighted mean in one kernel (no per-class alpha).
+    scalar, per_class = series.alpha_parts(spec)
+    if z.numel() < _SMALL and per_class is None and series.is_poly1(spec) and not spec.label_smoothing:
+        # Small heads, where the number of kernels (and of Python steps) is the cost: minus the
+        # per-class loss (core's poly1_of_log_p, one F.elu over log p), which nll_loss picks at the
+        # target with torch's ignore_index, weight and weighted mean in one kernel (no per-class alpha).
         negated = series.poly1_of_log_p(z.log_softmax(dim), spec, OPS, epsilon=epsilon)
         loss = F.nll_loss(negated, index, weight=weight, ignore_index=ignore_index, reduction=reduction)
         return loss if scalar == 1.0 else loss * scalar
+    num_classes = z.shape[dim]
+    scalar, scale = class_scale(spec, weight, z)
+    ignored: Tensor | None = None
     if not spec.label_smoothing:
         # Hard labels: every member is a function of the cross-entropy c and x = 1 - p_t (SPEC section
         # 4); both are 0 where ignored, and so is every member's loss. The size test comes first: it

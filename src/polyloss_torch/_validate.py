@@ -44,7 +44,7 @@ def logits(input: Any) -> int:
     return 0 if input.dim() == 1 else 1
 
 
-def target(target: Any) -> bool:
+def holds_indices(target: Any) -> bool:
     """Check ``target`` is a tensor of a usable dtype; return whether it holds class indices."""
     dtype = tensor("target", target).dtype
     if dtype == torch.bool or dtype.is_complex:
@@ -91,6 +91,46 @@ def weight_for(weight: Tensor | None, num_classes: int) -> None:
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float64 stays; float16, bfloat16 (any other float) are computed in float32, as under ``torch.autocast``."""
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+# Layouts already checked, keyed on everything ``layout`` reads (shapes, dtypes, family): a repeated
+# call, the training loop's case, costs one lookup instead of the checks (a per-call cost that
+# small heads pay in full). Bounded, as functional's memo of Python options.
+_LAYOUTS: dict[tuple[Any, ...], tuple[int, bool, torch.dtype]] = {}
+_MAX_LAYOUTS = 64
+
+
+def layout(input: Any, target: Any, family: str) -> tuple[int, bool, torch.dtype]:
+    """``(class dim, indices, compute dtype)`` of checked ``input`` and ``target`` for ``family``.
+
+    ``indices``: ``target`` holds class indices (for the sigmoid family only with the
+    input's shape without the class dimension; otherwise they are 0/1 targets of
+    its shape). Raises as ``logits``, ``target``, ``index_shape`` and
+    ``dense_shape`` do. Plain tensors outside ``torch.compile`` (whose shapes may be
+    symbolic) are memoised by shape and dtype.
+    """
+    key = None
+    if type(input) is Tensor and type(target) is Tensor and not torch.compiler.is_compiling():
+        key = (input.shape, input.dtype, target.shape, target.dtype, family)
+        known = _LAYOUTS.get(key)
+        if known is not None:
+            return known
+    dim = logits(input)
+    indices = holds_indices(target)
+    if family == "sigmoid":
+        indices = indices and target.dim() == input.dim() - 1
+    if indices:
+        index_shape(input, target, dim)
+    elif family == "sigmoid":
+        dense_shape(input, target, "target")
+    else:
+        dense_shape(input, target)
+    checked = (dim, indices, compute_dtype(input.dtype))
+    if key is not None:
+        if len(_LAYOUTS) >= _MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = checked
+    return checked
 
 
 def on_host(tensor: Tensor) -> bool:

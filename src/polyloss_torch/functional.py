@@ -39,27 +39,15 @@ def _loss(
     """Tensor checks (``_validate``) and maths (``_impl``) for already-checked Python arguments."""
     if family == "softmax" and _tensor_parallel.is_dtensor(input):  # class-sharded logits: no gather
         return _tensor_parallel.softmax_loss(input, target, spec, weight, ignore_index, reduction, epsilon)
-    dim = V.logits(input)
-    indices = V.target(target)
+    dim, indices, dtype = V.layout(input, target, family)
     num_classes = input.shape[dim]
     check_family(spec, family, num_classes if family == "softmax" else None)
     V.weight_for(weight, num_classes)
-    dtype = V.compute_dtype(input.dtype)
     z = input if input.dtype == dtype else input.to(dtype)
     if weight is not None:
         weight = weight.to(z.dtype)  # like torch, no silent copy to another device
-    checked = False
-    if family == "sigmoid":
-        indices = indices and target.dim() == input.dim() - 1
-        if indices:
-            V.index_shape(input, target, dim)
-        else:
-            V.dense_shape(input, target, "target")
-        checked = not indices and V.unit_interval(target)
-    elif indices:
-        V.index_shape(input, target, dim)
-    else:
-        V.dense_shape(input, target)
+    checked = family == "sigmoid" and not indices and V.unit_interval(target)
+    if family == "softmax" and not indices:
         V.probability_ignore_index(ignore_index)
         return _impl.softmax_dense(z, target.to(z.dtype), spec, weight, reduction, dim, epsilon)
     labels = target.long() if indices and target.dtype != torch.int64 else target

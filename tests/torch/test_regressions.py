@@ -241,3 +241,31 @@ def test_memoised_options_still_reject_what_the_checks_reject(accepted: dict, re
     poly1_cross_entropy(z, target, **accepted)  # now memoised
     with pytest.raises((TypeError, ValueError)):
         poly1_cross_entropy(z, target, **rejected)
+
+
+def test_memoised_layouts_still_reject_what_the_checks_reject() -> None:
+    """The tensor checks are memoised by shape, dtype and family; every other layout is checked afresh."""
+    z, target = logits((4, 5), seed=14), class_indices((4, 5), seed=14, ignore_index=None)
+    for family in ("softmax", "sigmoid"):
+        poly_loss(z, target, PolySpec.poly1(1.0), family=family)  # now memoised
+    with pytest.raises(ValueError, match=r"target must have shape \(4,\).*got \(3,\)"):
+        poly1_cross_entropy(z, target[:3])
+    with pytest.raises(TypeError, match=r"target must hold .* got dtype torch\.bool"):
+        poly1_cross_entropy(z, target.bool())
+    with pytest.raises(TypeError, match=r"input must have a floating point dtype, got torch\.int64"):
+        poly1_cross_entropy(z.long(), target)
+    with pytest.raises(ValueError, match=r"must have shape \(4, 5\).*got \(4, 4\)"):  # the dense layout
+        poly1_cross_entropy(z, torch.softmax(z[:, :4], 1))
+    # Integer 0/1 targets of the input's shape are sigmoid targets, but softmax class indices of the wrong shape.
+    binary = (torch.rand_like(z) < 0.5).long()
+    poly_loss(z, binary, PolySpec.poly1(1.0), family="sigmoid")
+    with pytest.raises(ValueError, match=r"class-index target must have shape \(4,\)"):
+        poly_loss(z, binary, PolySpec.poly1(1.0))
+    # The same shapes as a memoised call, but sigmoid targets of the input's shape must be in [0, 1].
+    sigmoid_targets = torch.full_like(z, 2.0)
+    poly_loss(z, torch.rand_like(z), PolySpec.poly1(1.0), family="sigmoid")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        poly_loss(z, sigmoid_targets, PolySpec.poly1(1.0), family="sigmoid")
+    # A memoised layout gives the same numbers as a fresh check.
+    first = poly1_cross_entropy(z, target, reduction="none")
+    assert torch.equal(poly1_cross_entropy(z, target, reduction="none"), first)
