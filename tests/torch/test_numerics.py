@@ -409,8 +409,12 @@ def test_one_hot_float_targets_take_the_class_index_route(
 @pytest.mark.parametrize("rows", ["normalised", "unnormalised", "all-zero", "one-hot"])
 def test_dense_poly1_values_and_gradients(rows: str, route: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Probability-target Poly-1, sum_c w_c q_c l(p_c) for any non-negative q, first and second order, on each
-    route: the small-head composition and both branches of the fused Function (made to run at this size)."""
-    from polyloss_torch import _impl
+    route: the small-head composition and both branches of the fused Function (made to run at this size, in
+    blocks of two rows). A retained graph gives the same gradient twice (the first backward writes over the
+    upstream the forward kept)."""
+    from polyloss_torch import _autograd, _impl
+
+    monkeypatch.setattr(_autograd, "_BLOCK_BYTES", 2 * 20 * 8)  # two rows of either shape per block
 
     shape = (6, 20) if route == "function-many-classes" else (5, 4, 3)
     z = logits(shape, seed=50, dtype=torch.float64).requires_grad_(True)
@@ -444,6 +448,12 @@ def test_dense_poly1_values_and_gradients(rows: str, route: str, monkeypatch: py
         torch.testing.assert_close(got, want.mean() if reduction == "mean" else want.sum())
     assert gradcheck(fused, (z,))
     assert gradgradcheck(fused, (z,))
+    total = poly_loss(z, q, spec, weight=weight, reduction="sum")
+    (first,) = torch.autograd.grad(total, z, retain_graph=True)
+    (again,) = torch.autograd.grad(total, z)
+    (composed,) = torch.autograd.grad(want.sum(), z)
+    torch.testing.assert_close(first, composed)
+    torch.testing.assert_close(again, composed)
 
 
 @pytest.mark.parametrize("gamma", [0.0, 1.0, 2.0, 3.0])
