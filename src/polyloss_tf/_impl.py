@@ -84,11 +84,21 @@ def all_rows_one_hot(q: Any) -> Any:
     pass more in a TensorFlow graph (``docs/benchmarks.md``). (An all-zero row
     is not one-hot: the fused op's gradient of its constant 0 loss is ``p``.)
     No rows at all (an empty batch) are one-hot, as Keras' own loss takes them.
+    On TensorFlow the two reads run only when the first row holds a 1 (a ``tf.cond``, which
+    runs one branch; a first row without a 1 already decides ``False``), so soft batches
+    read one row (measured: docs/benchmarks.md).
     """
     if _is_empty(q):
         return ops.convert_to_tensor(True)
-    top = ops.max(q, axis=-1)
-    return ops.logical_and(ops.all(top == 1.0), ops.sum(q) == ops.sum(top))
+
+    def every_row() -> Any:
+        top = ops.max(q, axis=-1)
+        return ops.logical_and(ops.all(top == 1.0), ops.sum(q) == ops.sum(top))
+
+    if not _is_tensorflow():
+        return every_row()
+    first_row = ops.reshape(q, (-1, int(q.shape[-1])))[:1]  # no row at all in an empty batch: True, as above
+    return ops.cond(ops.all(ops.max(first_row, axis=-1) == 1.0), every_row, lambda: ops.convert_to_tensor(False))
 
 
 def per_class_sum(q: Any, y_pred: Any, spec: PolySpec, *, from_logits: bool) -> Any:
