@@ -105,7 +105,7 @@ def layout(input: Any, target: Any, family: str) -> tuple[int, bool, torch.dtype
 
     ``indices``: ``target`` holds class indices (for the sigmoid family only with the
     input's shape without the class dimension; otherwise they are 0/1 targets of
-    its shape). Raises as ``logits``, ``target``, ``index_shape`` and
+    its shape). Raises as ``logits``, ``holds_indices``, ``index_shape`` and
     ``dense_shape`` do. Plain tensors outside ``torch.compile`` (whose shapes may be
     symbolic) are memoised by shape and dtype.
     """
