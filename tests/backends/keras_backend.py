@@ -17,6 +17,7 @@ cases, as a Keras user would.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ from . import (
     DENSE_SOFTMAX_LABELS,
     HALF,
     EntryPoint,
+    any_spec,
     epsilon_of,
     poly1_only,
     spec_entry_points,
@@ -174,16 +176,47 @@ def _spec_class(z: Any, y: Any, c: Any, dtype: str) -> Any:
     return loss(y, z)
 
 
+def _poly_loss(z: Any, y: Any, c: Any, dtype: str) -> Any:
+    return poly_loss(y, z, c.spec, family=c.family, from_logits=True, axis=c.axis)
+
+
+def _compiled(jit_compile: bool) -> Callable[[Any, Any, Any, str], Any]:
+    """``poly_loss`` inside a ``tf.function`` (TensorFlow's graph routes: the fused op with custom gradients,
+    the small XLA-compiled pieces, the one-hot ``tf.cond``) or with ``jit_compile`` (the XLA routes, with the
+    one-hot branch that XLA takes from ``XLA_BRANCH_MIN_CLASSES`` classes on forced at the matrix's sizes)."""
+    import tensorflow as tf
+
+    from polyloss_tf import _impl
+
+    @functools.lru_cache(maxsize=4)  # the value and then the gradient of one case share one trace
+    def traced(c: Any, dtype: str) -> Any:
+        return tf.function(lambda z, y: _poly_loss(z, y, c, dtype), jit_compile=jit_compile, autograph=False)
+
+    def call(z: Any, y: Any, c: Any, dtype: str) -> Any:
+        saved = _impl.XLA_BRANCH_MIN_CLASSES
+        _impl.XLA_BRANCH_MIN_CLASSES = 0
+        try:  # the gate is read while tracing, inside this call
+            return traced(c, dtype)(z, y)
+        finally:
+            _impl.XLA_BRANCH_MIN_CLASSES = saved
+
+    return call
+
+
 def _entry_points() -> tuple[EntryPoint, ...]:
     entries = list(
         spec_entry_points(
-            lambda z, y, c, dtype: poly_loss(y, z, c.spec, family=c.family, from_logits=True, axis=c.axis),
+            _poly_loss,
             _spec_class,
             KERAS_SOFTMAX_LABELS,
             class_averages_sigmoid=True,
             class_min_classes=CLASS_MIN_CLASSES,
         )
     )
+    if BACKEND == "tensorflow":  # target rows and sigmoid targets: the routes that differ once traced
+        for name, jit_compile in (("poly_loss[tf.function]", False), ("poly_loss[jit_compile]", True)):
+            for family, labels in (("softmax", KERAS_DENSE_LABELS), ("sigmoid", DENSE_SIGMOID_LABELS)):
+                entries.append(EntryPoint(name, family, labels, any_spec, _compiled(jit_compile)))
     for fn, cls, family, labels, specs, kwargs, averaged in _NAMED:
         entries.append(EntryPoint(fn.__name__, family, labels, specs, _function(fn, kwargs), mean_over_axis=averaged))
         entries.append(

@@ -22,6 +22,8 @@ from polyloss_torch import (
     Poly1CrossEntropyLoss,
     Poly1FocalLoss,
     PolyLoss,
+    _autograd,
+    _impl,
     linear_poly1_cross_entropy,
     linear_poly_loss,
     poly1_cross_entropy,
@@ -106,14 +108,45 @@ _POLY1_CE = poly1_only(alpha=("none", "vector"))
 _POLY1_FOCAL = poly1_only(focal=True, alpha=("none", "scalar"), smoothing=False)
 
 
+def _large_routes(fn: Callable[[Any, Any, Any, str], Any]) -> Callable[[Any, Any, Any, str], Any]:
+    """``fn`` with the routes the adapter takes from 32 768 logits on, at the matrix's small shapes.
+
+    Below that size eager calls take the plain composition; above it they take the autograd
+    Functions (``TargetCrossEntropy``, ``DensePoly1``) and, for one-hot float rows on CPU, the
+    class-index path. The size gate is lowered to 0 and ``DensePoly1``'s blocks to one row, so
+    those routes join the matrix too (every spec, label kind, layout, dtype and the extremes).
+    """
+
+    def call(logits: Any, labels: Any, case: Any, dtype: str) -> Any:
+        saved = _impl._SMALL, _autograd._BLOCK_BYTES
+        _impl._SMALL, _autograd._BLOCK_BYTES = 0, 1
+        try:
+            return fn(logits, labels, case, dtype)
+        finally:
+            _impl._SMALL, _autograd._BLOCK_BYTES = saved
+
+    return call
+
+
 def _entry_points() -> tuple[EntryPoint, ...]:
+    poly = _in_torch_layout(lambda z, y, c: poly_loss(z, y, c.spec, family=c.family, reduction="none"))
     entries = spec_entry_points(
-        _in_torch_layout(lambda z, y, c: poly_loss(z, y, c.spec, family=c.family, reduction="none")),
-        _in_torch_layout(lambda z, y, c: PolyLoss(c.spec, family=c.family, reduction="none")(z, y)),
+        poly, _in_torch_layout(lambda z, y, c: PolyLoss(c.spec, family=c.family, reduction="none")(z, y))
+    )
+    large = (
+        EntryPoint("poly_loss[large-input routes]", "softmax", SOFTMAX_LABELS, any_spec, _large_routes(poly)),
+        EntryPoint(
+            "poly1_cross_entropy[large-input routes]",
+            "softmax",
+            SOFTMAX_LABELS,
+            _POLY1_CE,
+            _large_routes(_in_torch_layout(lambda z, y, c: poly1_cross_entropy(z, y, **_ce_kwargs(z, c)))),
+        ),
     )
     linear_kwargs = lambda c: {"epsilon": epsilon_of(c.spec), "label_smoothing": c.spec.label_smoothing}  # noqa: E731
     return (
         *entries,
+        *large,
         EntryPoint(
             "linear_poly1_cross_entropy",
             "softmax",
