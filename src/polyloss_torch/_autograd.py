@@ -208,7 +208,7 @@ def _row_blocks(z: Tensor, dim: int) -> list[Any]:
     """Indices of blocks of ``z``'s first dimension, about ``_BLOCK_BYTES`` each (all of it when ``dim`` is 0)."""
     if dim == 0 or not z.numel():
         return [...]
-    rows = max(1, _BLOCK_BYTES // max(1, z[0].numel() * z.element_size()))
+    rows = max(1, _BLOCK_BYTES // (z.numel() // z.shape[0] * z.element_size()))
     return [slice(start, start + rows) for start in range(0, z.shape[0], rows)]
 
 

@@ -93,11 +93,18 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
-# Layouts already checked, keyed on everything ``layout`` reads (shapes, dtypes, family): a repeated
-# call, the training loop's case, costs one lookup instead of the checks (a per-call cost that
-# small heads pay in full). Bounded, as functional's memo of Python options.
+# Per-call checks memoised by what they read (functional's Python options, ``layout``'s shapes and
+# dtypes): a repeated call, the training loop's case, costs one lookup instead of the checks (a cost
+# small heads pay in full). Each memo is emptied when it reaches this size (e.g. an epsilon schedule).
+MEMO_SIZE = 64
 _LAYOUTS: dict[tuple[Any, ...], tuple[int, bool, torch.dtype]] = {}
-_MAX_LAYOUTS = 64
+
+
+def remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    """``memo[key] = value``, emptying ``memo`` first when it holds ``MEMO_SIZE`` entries."""
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    memo[key] = value
 
 
 def layout(input: Any, target: Any, family: str) -> tuple[int, bool, torch.dtype]:
@@ -127,9 +134,7 @@ def layout(input: Any, target: Any, family: str) -> tuple[int, bool, torch.dtype
         dense_shape(input, target)
     checked = (dim, indices, compute_dtype(input.dtype))
     if key is not None:
-        if len(_LAYOUTS) >= _MAX_LAYOUTS:
-            _LAYOUTS.clear()
-        _LAYOUTS[key] = checked
+        remember(_LAYOUTS, key, checked)
     return checked
 
 

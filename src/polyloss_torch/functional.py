@@ -67,7 +67,6 @@ def _loss(
 # poly1_cross_entropy's checked options, memoised per (type, value) of plain Python numbers and strings
 # (immutable, so a hit is the checks' own answer): a repeated call costs one dict lookup.
 _PLAIN = (float, int)
-_MAX_OPTIONS = 64
 _POLY1_OPTIONS: dict[tuple[Any, ...], tuple[PolySpec, int, str, float]] = {}
 
 
@@ -270,9 +269,7 @@ def poly1_cross_entropy(
             checks.check_epsilon(epsilon),
         )
         if plain:
-            if len(_POLY1_OPTIONS) >= _MAX_OPTIONS:  # e.g. an epsilon schedule: keep the memo small
-                _POLY1_OPTIONS.clear()
-            _POLY1_OPTIONS[key] = options
+            V.remember(_POLY1_OPTIONS, key, options)
     spec, ignore_index, reduction, epsilon = options
     return _loss(input, target, spec, "softmax", V.weight(weight), ignore_index, reduction, epsilon)
 
