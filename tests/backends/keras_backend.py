@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import keras
 import numpy as np
@@ -193,12 +194,8 @@ def _compiled(jit_compile: bool) -> Callable[[Any, Any, Any, str], Any]:
         return tf.function(lambda z, y: _poly_loss(z, y, c, dtype), jit_compile=jit_compile, autograph=False)
 
     def call(z: Any, y: Any, c: Any, dtype: str) -> Any:
-        saved = _impl.XLA_BRANCH_MIN_CLASSES
-        _impl.XLA_BRANCH_MIN_CLASSES = 0
-        try:  # the gate is read while tracing, inside this call
+        with mock.patch.object(_impl, "XLA_BRANCH_MIN_CLASSES", 0):  # read while tracing, inside this call
             return traced(c, dtype)(z, y)
-        finally:
-            _impl.XLA_BRANCH_MIN_CLASSES = saved
 
     return call
 

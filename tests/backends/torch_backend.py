@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -118,12 +119,8 @@ def _large_routes(fn: Callable[[Any, Any, Any, str], Any]) -> Callable[[Any, Any
     """
 
     def call(logits: Any, labels: Any, case: Any, dtype: str) -> Any:
-        saved = _impl._SMALL, _autograd._BLOCK_BYTES
-        _impl._SMALL, _autograd._BLOCK_BYTES = 0, 1
-        try:
+        with mock.patch.object(_impl, "_SMALL", 0), mock.patch.object(_autograd, "_BLOCK_BYTES", 1):
             return fn(logits, labels, case, dtype)
-        finally:
-            _impl._SMALL, _autograd._BLOCK_BYTES = saved
 
     return call
 
